@@ -1,0 +1,1 @@
+"""Recordings, readers, manifests, pairing and windowing."""
