@@ -29,7 +29,7 @@ EEG_1020 = (
     "FT8 FT10 T9 T7 T3 C5 C3 C1 CZ C2 C4 C6 T8 T4 T10 TP9 TP7 CP5 CP3 CP1 CPZ CP2 CP4 CP6 TP8 TP10 P9 P7 T5 "
     "P5 P3 P1 PZ P2 P4 P6 P8 T6 P10 PO7 PO3 POZ PO4 PO8 O1 OZ O2 IZ A1 A2 M1 M2"
 ).split()
-_ECG_LEADS = {"I", "II", "III", "AVR", "AVL", "AVF", "V", "V1", "V2", "V3", "V4", "V5", "V6", "MLII", "ML2", "MLIII"}
+_ECG_LEADS = {"I", "II", "III", "AVR", "AVL", "AVF", "V", "V1", "V2", "V3", "V4", "V5", "V6", "MLII", "ML2", "MLIII", "MCL", "MCL1", "MCL6"}
 
 
 def infer_ch_type(name: str) -> str:

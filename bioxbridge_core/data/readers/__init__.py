@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..._check import check_range
 from ...errors import BioXError, RecordingError
 from ..recording import CH_TYPES, Recording
 
@@ -78,7 +79,9 @@ def _check_ch_types(ch_types: Mapping[str, str] | None, path: Path) -> dict[str,
     if ch_types is None:
         return {}
     if not isinstance(ch_types, Mapping):
-        raise RecordingError(f"{path}: ch_types must be a mapping {{channel name: type}}, got {type(ch_types).__name__}.")
+        raise RecordingError(
+            f"{path}: ch_types must be a mapping {{channel name: type}}, got {type(ch_types).__name__}."
+        )
     out = {}
     for name, kind in ch_types.items():
         if kind not in CH_TYPES:
@@ -133,11 +136,14 @@ def read_recording(
         raise RecordingError(f"{p}: is a folder, not a recording file.")
     fmt = _format_of(p)
     types = _check_ch_types(ch_types, p)
+    if sfreq is not None:
+        check_range("sfreq", sfreq, low=0, low_inclusive=False, owner="read_recording")
+    log.info("Reading %s (%s)", p, fmt)
     try:
         if fmt == "edf":
             from .edf import read_edf
 
-            rec = read_edf(p)
+            rec = read_edf(p, channels=channels)
         elif fmt == "wfdb":
             from .wfdb_reader import read_wfdb
 
@@ -155,7 +161,11 @@ def read_recording(
     except MemoryError:
         raise RecordingError(f"{p}: not enough memory to read this file.") from None
     except Exception as exc:  # any library failure becomes a readable error
-        raise RecordingError(f"{p}: cannot read this {fmt.upper()} file ({type(exc).__name__}: {exc}).") from exc
+        kind = p.suffix[1:].upper() if fmt == "tabular" else fmt.upper()
+        detail = " ".join(str(exc).split())  # one line, whatever the library wrote
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        raise RecordingError(f"{p}: cannot read this {kind} file ({type(exc).__name__}: {detail}).") from exc
     if sfreq is not None and fmt != "tabular" and abs(float(sfreq) - rec.sfreq) > 1e-6 * rec.sfreq:
         raise RecordingError(
             f"{p}: the file says {rec.sfreq:g} Hz but sfreq={sfreq!r} was given; "

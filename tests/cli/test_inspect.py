@@ -1,0 +1,93 @@
+"""``python -m bioxbridge_core inspect``: JSON on success, one stderr line and exit 2 on unreadable files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bioxbridge_core.cli.inspect_cmd import channel_quality, flat_fraction
+from bioxbridge_core.data.recording import Recording
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "bioxbridge_core", "inspect", *map(str, args)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_inspect_good_fixture_prints_json(fixtures_dir):
+    path = fixtures_dir / "cinc2015_vt" / "v143l.hea"
+    out = run_cli(path, "--channels", "PLETH;II")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["sfreq"] == 250.0 and info["n_times"] == 15000 and info["duration_s"] == 60.0
+    assert [c["name"] for c in info["channels"]] == ["PLETH", "II"]
+    assert [c["type"] for c in info["channels"]] == ["PPG", "ECG"]
+    assert [c["unit"] for c in info["channels"]] == ["NU", "mV"]
+    assert [q["name"] for q in info["quality"]] == ["PLETH", "II"]
+    for q in info["quality"]:
+        assert q["nan_fraction"] == 0.0 and 0.0 <= q["flat_fraction"] < 0.5 and q["std"] > 0
+
+
+def test_inspect_reports_flat_and_nan(tmp_path):
+    from bioxbridge_core.data.readers import write_recording
+
+    x = np.sin(np.arange(1000) / 5.0)
+    flat = x.copy()
+    flat[200:600] = 0.3  # 4 s flat at 100 Hz
+    gaps = x.copy()
+    gaps[:100] = np.nan
+    write_recording(Recording(np.vstack([flat, gaps]), 100.0, ["ECG I", "PPG"], units=["mV", "NU"]),
+                    tmp_path / "q.npz")
+    out = run_cli(tmp_path / "q.npz")
+    assert out.returncode == 0, out.stderr
+    q = {c["name"]: c for c in json.loads(out.stdout)["quality"]}
+    assert q["ECG I"]["flat_fraction"] == pytest.approx(0.4, abs=0.002)
+    assert q["PPG"]["nan_fraction"] == pytest.approx(0.1)
+    assert q["PPG"]["flat_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("case", ["truncated", "garbage", "missing-channel", "absent", "no-dat"])
+def test_inspect_unreadable_file_one_line_exit_2(fixtures_dir, tmp_path, case):
+    edf = (fixtures_dir / "eegmat" / "Subject00_2.edf").read_bytes()
+    args: list = []
+    if case == "truncated":
+        path = tmp_path / "cut.edf"
+        path.write_bytes(edf[:20000])
+    elif case == "garbage":
+        path = tmp_path / "noise.edf"
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    elif case == "missing-channel":
+        path = tmp_path / "ok.edf"
+        path.write_bytes(edf)
+        args = ["--channels", "EEG Cz;ECG ECG"]
+    elif case == "absent":
+        path = tmp_path / "absent.hea"
+    else:
+        path = tmp_path / "v100s.hea"
+        path.write_bytes((fixtures_dir / "cinc2015_vt" / "v100s.hea").read_bytes())
+    out = run_cli(path, *args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and path.name in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_flat_fraction_units():
+    x = np.r_[np.zeros(300), np.arange(1.0, 701.0)]
+    assert flat_fraction(x, 100.0) == pytest.approx(0.3)
+    assert flat_fraction(x, 100.0, min_s=5.0) == 0.0  # a 3 s run is shorter than 5 s
+    assert flat_fraction(np.full(50, np.nan), 10.0) == 0.0
+    rec = Recording(np.vstack([x, np.full(1000, np.nan)]), 100.0, ["a", "b"])
+    q = channel_quality(rec)
+    assert q[1]["nan_fraction"] == 1.0 and q[1]["min"] is None and q[0]["max"] == 700.0
