@@ -1,0 +1,53 @@
+"""``run``: the whole headless pipeline on a manifest (or the demo), writing report.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ._progress import TerminalProgress
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train head, select positions, train the bridge, evaluate (report.json)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", help="manifest CSV")
+    src.add_argument("--demo", choices=("ecg-ppg", "eeg-ecg"), help="use the built-in demo data")
+    p.add_argument("--old", required=True, help="old-modality encoder, e.g. builtin:ecg")
+    p.add_argument("--new", required=True, help="new-modality encoder, e.g. builtin:ppg")
+    p.add_argument("--window-seconds", type=float, default=None, help="window length (default: the old encoder's)")
+    p.add_argument("--step-seconds", type=float, default=None, help="window step (default: the window length)")
+    p.add_argument("--out", required=True, help="output folder (report.json, bundle, alignment)")
+    p.add_argument("--baselines", default="", help="comma-separated extra methods: kd")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="bridge (and KD) epochs")
+    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--prototypes", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--new-position", default=None, help="override the selected read position of the new encoder")
+    p.add_argument("--old-position", default=None, help="override the selected write position of the old encoder")
+    p.add_argument("--head", default=None, help="saved old task head (.safetensors) instead of training one")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import PipelineConfig, run_pipeline, summarise
+
+    bridge = {k: v for k, v in {"epochs": args.epochs, "rank": args.rank, "n_prototypes": args.prototypes,
+                                "lr": args.lr, "batch_size": args.batch_size}.items() if v is not None}
+    config = PipelineConfig(
+        old=args.old, new=args.new, manifest=args.manifest, demo=args.demo, window_s=args.window_seconds,
+        step_s=args.step_seconds, seed=args.seed, bridge=bridge,
+        baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
+        new_position=args.new_position, old_position=args.old_position, head=args.head, device=args.device)
+    bar = TerminalProgress("pipeline", enabled=not args.no_progress)
+    try:
+        report = run_pipeline(config, args.out, on_progress=bar)
+    finally:
+        bar.close()
+    print(summarise(report))
+    print(json.dumps({"report": f"{args.out}/report.json", "positions": report["positions"]}))
+    return 0

@@ -1,0 +1,86 @@
+"""Train: bridge settings, parameter count, start/stop background runs, live loss curves."""
+
+import streamlit as st
+
+from ui import actions, plots, state
+from ui.errors import boundary, show_error
+from ui.runs_view import STATE_ICONS, list_runs, read_run
+from ui.widgets import need_dataset, page_header
+
+page_header("Train", "Only the bridge is trained; both encoders and the task head stay frozen. "
+            "Training runs in the background: switch pages or reload freely.")
+
+manifest_path = need_dataset()
+if manifest_path:
+    with boundary("Bridge settings"):
+        settings = state.data_settings()
+        positions = state.get("positions")
+        if not positions:
+            st.info("Choose the read/write positions on the Alignment page first.", icon="ℹ️")
+            st.page_link("pages/alignment.py", label="Go to Alignment", icon=":material/grid_on:")
+        else:
+            st.markdown(f"`{settings['new_encoder']}` **{positions['read']}** → bridge → "
+                        f"`{settings['old_encoder']}` **{positions['write']}**")
+            c1, c2, c3, c4 = st.columns(4)
+            rank = c1.number_input("Rank r", 1, 4096, 8, key="w_train_rank")
+            n_proto = c2.number_input("Prototypes Np", 1, 100000, 50, key="w_train_prototypes")
+            init = c3.selectbox("Prototype init", ["tokens", "normal"], key="w_train_init",
+                                help="tokens: real old-layer tokens from the pairs; normal: N(0, 1).")
+            loss = c4.selectbox("Loss", ["cosine", "mse", "l1"], key="w_train_loss")
+            c1, c2, c3, c4 = st.columns(4)
+            lr = c1.number_input("Learning rate", 1e-7, 1.0, 1e-4, format="%.0e", key="w_train_lr")
+            epochs = c2.number_input("Epochs", 1, 10000, 50, key="w_train_epochs")
+            batch = c3.number_input("Batch size", 1, 4096, 16, key="w_train_batch")
+            seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="w_train_seed")
+            kd = st.checkbox("Also train the KD student baseline (much larger)", key="w_train_kd")
+            m1, m2 = st.columns(2)
+            n_bridge = None
+            with boundary("Parameter count"):
+                n_bridge = actions.bridge_param_count(settings, positions, int(rank), int(n_proto), state.device_arg())
+                m1.metric("Bridge trainable parameters", f"{n_bridge:,}")
+            with boundary("KD student"):
+                n_kd = actions.kd_param_count(settings, state.device_arg())
+                m2.metric("KD student parameters", f"{n_kd:,}",
+                          delta=f"bridge is {n_bridge / n_kd:.1%} of it" if n_kd and n_bridge else None,
+                          delta_color="off")
+            if st.button("Start training", type="primary", key="w_train_start", icon=":material/play_arrow:"):
+                run_id = actions.start_bridge_run(
+                    settings, positions, dict(rank=int(rank), n_prototypes=int(n_proto), prototype_init=init,
+                                              loss=loss, lr=float(lr), epochs=int(epochs), batch_size=int(batch),
+                                              seed=int(seed)), device=state.device_arg(), kd=kd)
+                state.put("active_run", run_id)
+                st.toast(f"Started run {run_id}")
+
+
+@st.fragment(run_every=1.0)
+def live_runs() -> None:
+    """Poll the run folders (status.json, history.json) and draw live curves; never touches the worker."""
+    runs = [r for r in list_runs(state.run_root()) if r.config.get("kind", "bridge") == "bridge"]
+    active = [r for r in runs if r.is_active]
+    recent = active + [r for r in runs if not r.is_active][: max(0, 3 - len(active))]
+    if not recent:
+        st.caption("No bridge runs yet.")
+        return
+    for r in recent:
+        with st.container(border=True):
+            c1, c2 = st.columns([4, 1])
+            prog = r.progress
+            c1.markdown(f"**{STATE_ICONS.get(r.state, '❔')} {r.run_id}** · {r.state}"
+                        + (f" · {r.message}" if r.message else ""))
+            if r.is_active:
+                total = prog.get("total") or 0
+                c1.progress(min(1.0, prog.get("step", 0) / total) if total else 0.0,
+                            text=prog.get("message") or f"step {prog.get('step', 0)} of {total or '?'}")
+                if c2.button("Stop", key=f"w_train_stop_{r.run_id}", disabled=r.stop_requested):
+                    try:
+                        actions.stop_run(r.path)
+                    except Exception as exc:  # shown in place; the fragment keeps polling
+                        show_error(exc, where="Stop")
+            elif r.state == "failed":
+                st.error(f"Run failed: {r.message or 'no reason recorded'}", icon="❌")
+            if r.history:
+                st.plotly_chart(plots.loss_curves(read_run(r.path).history), key=f"w_train_curve_{r.run_id}")
+
+
+st.subheader("Runs")
+live_runs()

@@ -1,0 +1,171 @@
+"""App-side glue between widgets and the engine: one function per button.
+
+Each function calls the engine and persists what it produced on disk (the app
+workspace or the run store), so every page and a reload see the same result.
+No algorithm lives here; when the engine's ``pipeline`` grows a matching step,
+these become one-line calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from bioxbridge_core._io import atomic_write_json, read_json
+
+from . import cache, state
+from .errors import engine
+
+Progress = Callable[[int, int, str], None] | None
+
+
+# -- old task head (Models page) ---------------------------------------------------------------------------
+def head_dir(settings: dict) -> Path:
+    """Workspace folder of the old task head for these data settings and old encoder."""
+    key = state.fingerprint({k: settings[k] for k in ("manifest_path", "old_encoder", "window_s", "step_s")},
+                            state.mtime(settings["manifest_path"]))
+    return state.workspace("heads", key)
+
+
+def head_report(settings: dict) -> dict | None:
+    """The saved head report (metrics per split, confusion, label names), or None if not trained yet."""
+    path = head_dir(settings) / "report.json"
+    return read_json(path) if path.exists() else None
+
+
+def train_old_head(settings: dict, *, device: str | None, on_progress: Progress = None, seed: int = 0) -> dict:
+    """Train the old model's task head on the train split; evaluate on val and test; save both."""
+    train_task_head, evaluate_head = engine("models.heads", "train_task_head", "evaluate_head",
+                                            feature="Task-head training")
+    pw = cache.paired_windows_for(settings)
+    enc = cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device)
+    tr = pw.split("train").labelled()
+    head = train_task_head(enc, tr.x_old, tr.labels(), label_names=list(pw.label_names), groups=tr.subjects,
+                           seed=seed, on_progress=on_progress)
+    report: dict[str, Any] = {"label_names": list(pw.label_names), "n_train": len(tr), "splits": {}}
+    for split in ("train", "val", "test"):
+        ev = pw.split(split).labelled()
+        if len(ev) == 0:
+            continue
+        report["splits"][split] = {"n": len(ev), **evaluate_head(enc, head, ev.x_old, ev.labels())}
+    folder = head_dir(settings)
+    head.save(folder / "head.safetensors")
+    atomic_write_json(folder / "report.json", report)
+    return report
+
+
+# -- alignment (Alignment page) ----------------------------------------------------------------------------
+def alignment_dir(settings: dict) -> Path:
+    key = state.fingerprint(settings, state.mtime(settings["manifest_path"]))
+    return state.workspace("alignment", key)
+
+
+def run_alignment(settings: dict, *, device: str | None, on_progress: Progress = None) -> Any:
+    """Probe + CKA selection on the pair split, against pseudo labels of the saved old head; saved to disk."""
+    align = engine("alignment", "align", feature="Layer alignment")
+    TaskHead, pseudo_labels = engine("models.heads", "TaskHead", "pseudo_labels", feature="Task heads")
+    head_path = head_dir(settings) / "head.safetensors"
+    if not head_path.exists():
+        from bioxbridge_core.errors import NotFittedError
+
+        raise NotFittedError("Train the old model's task head on the Models page first: alignment scores the "
+                             "new model's layers against the head's pseudo labels.")
+    pairs = cache.paired_windows_for(settings).split("pair")
+    old = cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device)
+    new = cache.encoder_for(settings["new_encoder"], settings["manifest_path"], "new", device)
+    y = pseudo_labels(old, TaskHead.load(head_path), pairs.x_old)
+    result = align(old, new, pairs.x_old, pairs.x_new, y, groups=pairs.subjects, device=device,
+                   on_progress=on_progress)
+    result.save(alignment_dir(settings))
+    return result
+
+
+def load_alignment(settings: dict) -> Any | None:
+    """The saved ``AlignmentResult`` for these settings (without features), or None."""
+    folder = alignment_dir(settings)
+    if not (folder / "alignment.json").exists():
+        return None
+    AlignmentResult = engine("alignment", "AlignmentResult", feature="Layer alignment")
+    return AlignmentResult.load(folder, features=False)
+
+
+# -- bridge runs (Train page) ------------------------------------------------------------------------------
+def bridge_param_count(settings: dict, positions: dict, rank: int, n_prototypes: int, device: str | None) -> int:
+    """Trainable parameters of a bridge between the chosen positions (before training)."""
+    Bridge = engine("bridge", "Bridge", feature="The bridge")
+    new = cache.encoder_for(settings["new_encoder"], settings["manifest_path"], "new", device)
+    old = cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device)
+    rp, wp = new.position(positions["read"]), old.position(positions["write"])
+    return Bridge.param_count(rank, n_prototypes, rp.out_width, wp.in_tokens, wp.in_width)
+
+
+def kd_param_count(settings: dict, device: str | None) -> int:
+    """Parameters a KD student would train: the whole new encoder plus a linear head (comparison card).
+
+    Uses ``baselines.kd_param_count`` when the engine offers it; otherwise counts the new encoder's
+    parameters plus ``(width + 1) * n_classes`` for the head on its last-layer tokens.
+    """
+    try:
+        fn = engine("baselines", "kd_param_count")
+        return int(fn(settings["new_encoder"], device=device))
+    except Exception:  # noqa: BLE001 - fall back to counting
+        pass
+    new = cache.encoder_for(settings["new_encoder"], settings["manifest_path"], "new", device)
+    report = head_report(settings) or {}
+    n_classes = max(2, len(report.get("label_names") or []))
+    return int(new.n_params() + (new.positions[-1].out_width + 1) * n_classes)
+
+
+def start_bridge_run(settings: dict, positions: dict, bridge: dict, *, device: str | None, kd: bool = False) -> str:
+    """Save the pairs, create a run folder with the full config and start its training job (a subprocess)."""
+    BridgeConfig = engine("bridge", "BridgeConfig", feature="Bridge settings")
+    RunStore = engine("runs.store", "RunStore", feature="The run store")
+    start_job = engine("jobs", "start_job", feature="Background training jobs")
+    cfg = BridgeConfig(**bridge)  # validates every field; a ConfigError names the bad one
+    head = head_dir(settings) / "head.safetensors"
+    if not head.exists():
+        from bioxbridge_core.errors import NotFittedError
+
+        raise NotFittedError("Train the old model's task head on the Models page first.")
+    pw = cache.paired_windows_for(settings)
+    windows = state.workspace("windows", state.fingerprint(settings, state.mtime(settings["manifest_path"])))
+    windows = windows / "pairs.npz"
+    if not windows.exists():
+        pw.save(windows)
+    manifest = cache.load_manifest(settings["manifest_path"], state.mtime(settings["manifest_path"]))
+    first = manifest.table.iloc[0]
+    config = {
+        # what the app shows (Runs page)
+        "data": {"manifest": settings["manifest_path"], "window_s": pw.window_s, "step_s": pw.step_s,
+                 "label": state.get("dataset_label")},
+        "encoders": {"old": settings["old_encoder"], "new": settings["new_encoder"]},
+        "positions": dict(positions),
+        "baselines": {"kd": bool(kd)},
+        "seed": cfg.seed,
+        # what the bridge job reads (jobs.bridge_job)
+        "windows": str(windows), "splits": ["pair"],
+        "old_encoder": settings["old_encoder"], "new_encoder": settings["new_encoder"],
+        "old_ch_names": list(first["old_channels"]), "new_ch_names": list(first["new_channels"]),
+        "old_position": positions["write"], "new_position": positions["read"],
+        "bridge": cfg.to_dict(), "head": str(head), "device": device,
+    }
+    handle = RunStore(state.run_root()).create("bridge", config)
+    start_job(handle.path)
+    return handle.id
+
+
+def stop_run(run_dir: Path) -> None:
+    request_stop = engine("runs.store", "request_stop", feature="The run store")
+    request_stop(run_dir)
+
+
+def delete_run(run_id: str) -> None:
+    RunStore = engine("runs.store", "RunStore", feature="The run store")
+    RunStore(state.run_root()).delete(run_id)
+
+
+# -- prediction (Predict page) -----------------------------------------------------------------------------
+def predict_file(run_dir: Path, rec_path: Path, *, channels: list[str] | None, device: str | None) -> Any:
+    """Per-window predictions (DataFrame: start_s, end_s, label, p_<class>...) of a trained bridge run."""
+    return cache.predictions(str(run_dir), state.mtime(Path(run_dir) / "bundle.json"), str(rec_path),
+                             state.mtime(rec_path), tuple(channels) if channels else None, device)

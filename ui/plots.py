@@ -1,0 +1,211 @@
+"""Plotly figure builders. Pure functions of arrays and lists: no Streamlit, no engine calls.
+
+Long signals are reduced with min/max decimation so a 5-minute 250 Hz trace keeps
+its peaks while sending a few thousand points to the browser.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=40), font=dict(size=12))
+
+
+def downsample_minmax(y: np.ndarray, max_points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values keeping each bucket's min and max (at most ``max_points`` points)."""
+    y = np.asarray(y, dtype=float).ravel()
+    n = y.size
+    if n <= max_points or max_points < 4:
+        return np.arange(n), y
+    n_buckets = max_points // 2
+    edges = np.linspace(0, n, n_buckets + 1).astype(int)
+    idx = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b <= a:
+            continue
+        seg = y[a:b]
+        finite = np.isfinite(seg)
+        if not finite.any():
+            idx.append(a)
+            continue
+        lo = a + int(np.nanargmin(np.where(finite, seg, np.inf)))
+        hi = a + int(np.nanargmax(np.where(finite, seg, -np.inf)))
+        idx.extend(sorted({lo, hi}))
+    idx = np.asarray(idx, dtype=int)
+    return idx, y[idx]
+
+
+def aligned_signals(signals: Sequence[tuple[str, np.ndarray, float]], *, t0_s: float = 0.0,
+                    max_points: int = 4000, title: str = "", units: Sequence[str] | None = None) -> go.Figure:
+    """Stacked traces sharing one time axis; each item is ``(label, samples 1-D, sfreq Hz)``."""
+    n = max(1, len(signals))
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        subplot_titles=[s[0] for s in signals] or [""])
+    for i, (label, y, sfreq) in enumerate(signals):
+        idx, yy = downsample_minmax(np.asarray(y), max_points)
+        t = t0_s + idx / float(sfreq)
+        fig.add_trace(go.Scattergl(x=t, y=yy, mode="lines", name=label, line=dict(width=1, color=PALETTE[i % len(PALETTE)]),
+                                   hovertemplate="%{x:.2f} s<br>%{y:.3g}<extra>" + label + "</extra>"),
+                      row=i + 1, col=1)
+        if units and i < len(units) and units[i]:
+            fig.update_yaxes(title_text=units[i], row=i + 1, col=1)
+    fig.update_xaxes(title_text="time (s)", row=n, col=1)
+    fig.update_layout(**LAYOUT, title=title or None, showlegend=False, height=140 + 150 * n)
+    return fig
+
+
+def _cell_box(fig: go.Figure, i: int, j: int, color: str, width: float = 3, dash: str = "solid") -> None:
+    fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                  line=dict(color=color, width=width, dash=dash), fillcolor="rgba(0,0,0,0)")
+
+
+def cka_heatmap(matrix: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], *,
+                selected: tuple[int, int] | None = None, stage1_row: int | None = None,
+                title: str = "Linear CKA", zmin: float | None = 0.0, zmax: float | None = 1.0,
+                row_title: str = "new model (read position m)", col_title: str = "old model (write position l)",
+                baseline: float | None = None) -> go.Figure:
+    """M×L heatmap with values on hover; the stage-1 row outlined, the selected cell boxed."""
+    z = np.asarray(matrix, dtype=float)
+    if z.shape != (len(row_names), len(col_names)):
+        raise ValueError(f"CKA matrix has shape {z.shape}; expected ({len(row_names)}, {len(col_names)}).")
+    y_idx = list(range(len(row_names)))
+    x_idx = list(range(len(col_names)))
+    text = [[f"{v:.3f}" if np.isfinite(v) else "" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=x_idx, y=y_idx, colorscale="Viridis", zmin=zmin, zmax=zmax, colorbar=dict(title="CKA"),
+        customdata=[[[r, c] for c in col_names] for r in row_names],
+        hovertemplate="new %{customdata[0]} → old %{customdata[1]}<br>CKA %{z:.3f}<extra></extra>",
+        text=text, texttemplate="%{text}" if z.size <= 400 else None,
+    ))
+    if stage1_row is not None and 0 <= stage1_row < len(row_names):
+        fig.add_shape(type="rect", x0=-0.5, x1=len(col_names) - 0.5, y0=stage1_row - 0.5, y1=stage1_row + 0.5,
+                      line=dict(color="#ff7f0e", width=2, dash="dash"), fillcolor="rgba(255,127,14,0.08)")
+    if selected is not None:
+        i, j = selected
+        _cell_box(fig, i, j, "#d62728", width=3)
+        fig.add_annotation(x=j, y=i, text="★", showarrow=False, font=dict(color="white", size=18), yshift=12)
+    sub = f" (shuffled-pairs baseline {baseline:.3f})" if baseline is not None and np.isfinite(baseline) else ""
+    fig.update_layout(**LAYOUT, title=title + sub, height=max(320, 60 + 28 * len(row_names)))
+    fig.update_xaxes(title_text=col_title, tickmode="array", tickvals=x_idx, ticktext=list(col_names), tickangle=-45)
+    fig.update_yaxes(title_text=row_title, tickmode="array", tickvals=y_idx, ticktext=list(row_names), autorange="reversed")
+    return fig
+
+
+def self_similarity(matrix: np.ndarray, names: Sequence[str], *, title: str = "Self-similarity") -> go.Figure:
+    """Square layer-by-layer similarity map of one model."""
+    z = np.asarray(matrix, dtype=float)
+    idx = list(range(len(names)))
+    fig = go.Figure(go.Heatmap(z=z, x=idx, y=idx, colorscale="Blues", zmin=0, zmax=1,
+                               customdata=[[[a, b] for b in names] for a in names],
+                               hovertemplate="%{customdata[0]} vs %{customdata[1]}<br>%{z:.3f}<extra></extra>"))
+    fig.update_layout(**LAYOUT, title=title, height=max(300, 60 + 22 * len(names)))
+    fig.update_xaxes(tickmode="array", tickvals=idx, ticktext=list(names), tickangle=-45)
+    fig.update_yaxes(tickmode="array", tickvals=idx, ticktext=list(names), autorange="reversed")
+    return fig
+
+
+def probe_bars(names: Sequence[str], scores: Sequence[float], *, errors: Sequence[float] | None = None,
+               best: int | None = None, chance: float | None = None, metric: str = "CV macro-F1",
+               title: str = "Probe score per new-model position") -> go.Figure:
+    """Bar per position; the best one coloured, an optional chance line."""
+    scores = np.asarray(scores, dtype=float)
+    if best is None and scores.size and np.isfinite(scores).any():
+        best = int(np.nanargmax(scores))
+    colors = ["#d62728" if i == best else "#9ab7d3" for i in range(len(names))]
+    fig = go.Figure(go.Bar(x=list(names), y=scores, marker_color=colors,
+                           error_y=dict(type="data", array=list(errors)) if errors is not None else None,
+                           hovertemplate="%{x}<br>" + metric + " %{y:.3f}<extra></extra>"))
+    if chance is not None:
+        fig.add_hline(y=chance, line=dict(color="grey", dash="dot"), annotation_text="chance")
+    fig.update_layout(**LAYOUT, title=title, yaxis_title=metric, height=360)
+    fig.update_xaxes(tickangle=-45)
+    return fig
+
+
+def loss_curves(histories: Mapping[str, Sequence[Mapping]] | Sequence[Mapping], *,
+                keys: Sequence[str] = ("train_loss", "val_loss"), title: str = "Bridge loss") -> go.Figure:
+    """Per-epoch curves; several runs are drawn in distinct colours, train solid and pair-val dashed."""
+    if not isinstance(histories, Mapping):
+        histories = {"": histories}
+    names = {"train_loss": "train", "val_loss": "pair-val"}
+    fig = go.Figure()
+    for r, (run, hist) in enumerate(histories.items()):
+        color = PALETTE[r % len(PALETTE)]
+        for k, key in enumerate(keys):
+            pts = [(h.get("epoch", i + 1), h.get(key)) for i, h in enumerate(hist or [])]
+            pts = [(e, v) for e, v in pts if v is not None and np.isfinite(float(v))]
+            if not pts:
+                continue
+            label = f"{run} {names.get(key, key)}".strip()
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=label,
+                                     line=dict(color=color, dash="solid" if k == 0 else "dash"), marker=dict(size=4)))
+    fig.update_layout(**LAYOUT, title=title, xaxis_title="epoch", yaxis_title="loss", height=340,
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def confusion_matrix(cm: Sequence[Sequence[float]], label_names: Sequence[str], *, normalise: bool = True,
+                     title: str = "Confusion matrix") -> go.Figure:
+    """Rows = true class, columns = predicted; colour by row share, hover shows counts."""
+    counts = np.asarray(cm, dtype=float)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalise else counts
+    text = [[f"{int(c)}<br>{s:.0%}" if normalise else f"{int(c)}" for c, s in zip(cr, sr)] for cr, sr in zip(counts, share)]
+    names = list(label_names)
+    fig = go.Figure(go.Heatmap(z=share, x=names, y=names, colorscale="Blues", zmin=0, zmax=1 if normalise else None,
+                               text=text, texttemplate="%{text}", showscale=False,
+                               hovertemplate="true %{y} → predicted %{x}<br>%{text}<extra></extra>"))
+    fig.update_layout(**LAYOUT, title=title, height=120 + 60 * max(2, len(names)))
+    fig.update_xaxes(title_text="predicted", type="category")
+    fig.update_yaxes(title_text="true", type="category", autorange="reversed")
+    return fig
+
+
+def prediction_timeline(signal: np.ndarray, sfreq: float, start_s: Sequence[float], window_s: float,
+                        proba: np.ndarray, label_names: Sequence[str], *, true_labels: Sequence[str] | None = None,
+                        signal_name: str = "signal", max_points: int = 4000) -> go.Figure:
+    """Signal on top, predicted class per window below it, class probabilities at the bottom."""
+    proba = np.asarray(proba, dtype=float)
+    start_s = np.asarray(start_s, dtype=float)
+    pred = proba.argmax(axis=1) if proba.size else np.zeros(0, int)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.5, 0.15, 0.35],
+                        subplot_titles=[signal_name, "predicted class", "class probability"])
+    idx, yy = downsample_minmax(np.asarray(signal).ravel(), max_points)
+    fig.add_trace(go.Scattergl(x=idx / float(sfreq), y=yy, mode="lines", line=dict(width=1, color="#444"),
+                               name=signal_name, showlegend=False), row=1, col=1)
+    for c, name in enumerate(label_names):
+        color = PALETTE[c % len(PALETTE)]
+        sel = pred == c
+        if sel.any():
+            fig.add_trace(go.Bar(x=start_s[sel] + window_s / 2, y=np.ones(sel.sum()), width=window_s,
+                                 marker_color=color, name=str(name), legendgroup=str(name),
+                                 customdata=proba[sel, c],
+                                 hovertemplate=f"{name}<br>p=%{{customdata:.2f}}<extra></extra>"), row=2, col=1)
+        fig.add_trace(go.Scatter(x=start_s + window_s / 2, y=proba[:, c], mode="lines+markers", marker=dict(size=3),
+                                 line=dict(color=color, shape="hv"), name=f"p({name})", legendgroup=str(name),
+                                 showlegend=False), row=3, col=1)
+    if true_labels is not None:
+        fig.add_trace(go.Scatter(x=start_s + window_s / 2, y=[1.15] * len(start_s), mode="markers",
+                                 marker=dict(symbol="line-ns-open", color="black"), text=list(true_labels),
+                                 hovertemplate="true: %{text}<extra></extra>", name="true label"), row=2, col=1)
+    fig.update_yaxes(visible=False, row=2, col=1)
+    fig.update_yaxes(range=[0, 1], title_text="p", row=3, col=1)
+    fig.update_xaxes(title_text="time (s)", row=3, col=1)
+    fig.update_layout(**LAYOUT, height=560, bargap=0, legend=dict(orientation="h", y=-0.12))
+    return fig
+
+
+def metric_bars(rows: Mapping[str, Mapping[str, float]], *, metrics: Sequence[str] = ("balanced_accuracy", "f1_macro"),
+                title: str = "Run comparison") -> go.Figure:
+    """Grouped bars: one group per metric, one bar per run/baseline."""
+    fig = go.Figure()
+    for r, (name, vals) in enumerate(rows.items()):
+        fig.add_trace(go.Bar(name=name, x=list(metrics), y=[vals.get(m) for m in metrics],
+                             marker_color=PALETTE[r % len(PALETTE)]))
+    fig.update_layout(**LAYOUT, title=title, barmode="group", yaxis=dict(range=[0, 1]), height=340)
+    return fig

@@ -1,0 +1,135 @@
+"""Read-only views of the run store, straight from the agreed folder layout.
+
+A run folder holds ``config.json``, ``status.json``, ``history.json``, ``metrics.json``,
+``report.json`` and weights. These helpers only *read* those files (tolerating a
+half-started run); creating, starting, stopping and deleting go through the engine
+(``runs.store.RunStore``, ``jobs``) where it is available.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUN_FILES = ("config.json", "status.json", "history.json", "metrics.json", "report.json")
+STATES = ("queued", "running", "completed", "failed", "stopped")
+STATE_ICONS = {"queued": "⏳", "running": "🔄", "completed": "✅", "failed": "❌", "stopped": "⏹️", "unknown": "❔"}
+
+
+def _read(path: Path, default: Any) -> Any:
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):  # missing, or being replaced right now
+        return default
+
+
+@dataclass
+class RunView:
+    """What the app shows about one run."""
+
+    run_id: str
+    path: Path
+    config: dict = field(default_factory=dict)
+    status: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return str(self.status.get("state") or "unknown")
+
+    @property
+    def message(self) -> str:
+        return str(self.status.get("message") or "")
+
+    @property
+    def progress(self) -> dict:
+        return dict(self.status.get("progress") or {})
+
+    @property
+    def updated(self) -> str:
+        return str(self.status.get("updated") or "")
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ("queued", "running")
+
+    @property
+    def stop_requested(self) -> bool:
+        return (self.path / "STOP").exists()
+
+    def label(self) -> str:
+        enc = self.config.get("encoders") or {}
+        pair = f"{enc.get('old', '?')} → {enc.get('new', '?')}" if enc else ""
+        return f"{STATE_ICONS.get(self.state, '❔')} {self.run_id}" + (f"  ·  {pair}" if pair else "")
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith((".", "_")) and (
+        (path / "config.json").exists() or (path / "status.json").exists())
+
+
+def read_run(path: str | Path) -> RunView:
+    path = Path(path)
+    return RunView(
+        run_id=path.name, path=path,
+        config=_read(path / "config.json", {}) or {},
+        status=_read(path / "status.json", {}) or {},
+        history=_read(path / "history.json", []) or [],
+        metrics=_read(path / "metrics.json", {}) or {},
+        report=_read(path / "report.json", {}) or {},
+    )
+
+
+def list_runs(root: str | Path) -> list[RunView]:
+    """Every run under ``root``, newest first (by status update time, then folder mtime)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [read_run(p) for p in root.iterdir() if is_run_dir(p)]
+
+    def key(r: RunView) -> tuple:
+        try:
+            mtime = r.path.stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        return (r.updated or _dt.datetime.fromtimestamp(mtime).isoformat(), r.run_id)
+
+    return sorted(runs, key=key, reverse=True)
+
+
+def bundle_bytes(run: RunView) -> bytes:
+    """A zip of the run's JSON files and weights (what inference needs), built in memory."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(run.path.rglob("*")):
+            if not p.is_file() or p.name == "STOP" or p.name.startswith("."):
+                continue
+            rel = p.relative_to(run.path)
+            if rel.parts and rel.parts[0] == "checkpoint":
+                continue  # resume state is not part of a bundle
+            if p.suffix in (".json", ".safetensors", ".csv", ".txt", ".md", ".log"):
+                zf.write(p, arcname=f"{run.run_id}/{rel.as_posix()}")
+    return buf.getvalue()
+
+
+def flat_metrics(run: RunView) -> dict[str, float]:
+    """Scalar metrics as ``{'bridge/test/f1_macro': 0.61, ...}`` from any nesting of metrics.json."""
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}/{k}" if prefix else str(k), v)
+        elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+            out[prefix] = float(obj)
+
+    walk("", run.metrics)
+    return out

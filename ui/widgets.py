@@ -1,0 +1,146 @@
+"""Small reusable widgets: the sidebar, headers, metric cards, encoder and run pickers.
+
+Every widget gets a stable ``key`` (``w_<page>_<name>``) so the browser tests can find it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import streamlit as st
+
+from . import state
+from .errors import EngineUnavailable, boundary
+from .runs_view import STATE_ICONS, RunView, list_runs
+
+DEVICES = ("auto", "cpu", "cuda")
+METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "f1_macro": "Macro F1",
+                 "f1_weighted": "Weighted F1", "cohen_kappa": "Cohen's κ"}
+
+
+def sidebar() -> None:
+    """Shared sidebar: device, run-store folder, active dataset and run."""
+    with st.sidebar:
+        st.caption("SETTINGS")
+        dev = state.get("device")
+        choice = st.selectbox("Device", DEVICES, index=DEVICES.index(dev) if dev in DEVICES else 0,
+                              key="w_sidebar_device", help="auto = CUDA when available, else CPU.")
+        state.put("device", choice)
+        root = st.text_input("Run-store folder", value=str(state.get("run_root")), key="w_sidebar_run_root",
+                             help="Folder holding one sub-folder per run (relative to the Studio folder).")
+        state.put("run_root", root.strip() or "runs")
+        st.divider()
+        st.caption("ACTIVE")
+        st.markdown(f"**Dataset:** {state.get('dataset_label') or '—'}")
+        st.markdown(f"**Encoders:** `{state.get('old_encoder')}` → `{state.get('new_encoder')}`")
+        st.markdown(f"**Run:** {state.get('active_run') or '—'}")
+        if st.button("Clear caches", key="w_sidebar_clear", help="Forget cached encoders, recordings and windows."):
+            from .cache import clear_all
+
+            clear_all()
+            st.toast("Caches cleared")
+
+
+def page_header(title: str, caption: str) -> None:
+    st.title(title)
+    st.caption(caption)
+
+
+def metric_cards(metrics: dict[str, Any], keys: Sequence[str] = tuple(METRIC_LABELS), *, prefix: str = "") -> None:
+    """One ``st.metric`` card per known metric present in ``metrics``."""
+    present = [k for k in keys if isinstance(metrics.get(k), (int, float))]
+    if not present:
+        st.caption("No metrics yet.")
+        return
+    cols = st.columns(len(present))
+    for col, k in zip(cols, present):
+        col.metric(prefix + METRIC_LABELS.get(k, k), f"{metrics[k]:.3f}")
+
+
+def progress_callback(text: str = "Working…") -> Callable[[int, int, str], None]:
+    """An ``on_progress(step, total, message)`` callback drawing a Streamlit progress bar."""
+    bar = st.progress(0.0, text=text)
+
+    def on_progress(step: int, total: int, message: str = "") -> None:
+        frac = min(1.0, max(0.0, step / total)) if total else 0.0
+        bar.progress(frac, text=f"{text} {message}".strip())
+
+    return on_progress
+
+
+def encoder_options(modality: str | None = None) -> list[str]:
+    """Names from ``list_encoders()`` (optionally one modality); built-in names if the registry is missing."""
+    from .cache import list_encoders
+
+    try:
+        items = list_encoders()
+    except EngineUnavailable:
+        return ["builtin:ecg", "builtin:ppg", "builtin:eeg"]
+    names = []
+    for it in items:
+        name = it.get("name") if isinstance(it, dict) else str(it)
+        mod = (it.get("modality") if isinstance(it, dict) else None) or ""
+        if name and "<" not in name and (modality is None or not mod or str(mod).upper() == modality.upper()):
+            names.append(str(name))
+    return names or ["builtin:ecg", "builtin:ppg", "builtin:eeg"]
+
+
+def encoder_picker(label: str, *, key: str, current: str, options: Sequence[str]) -> str:
+    """Pick a listed encoder or type an adapter as ``ADAPTER:PATH`` (a local checkpoint)."""
+    custom = "Other (ADAPTER:PATH)…"
+    opts = list(options) + [custom]
+    idx = opts.index(current) if current in opts else len(opts) - 1
+    choice = st.selectbox(label, opts, index=idx, key=f"{key}_select")
+    if choice != custom:
+        return choice
+    typed = st.text_input(f"{label}: adapter and local checkpoint", value=current if current not in options else "",
+                          placeholder="hubert-ecg:/models/hubert-ecg-small", key=f"{key}_custom")
+    return typed.strip() or current
+
+
+def need_dataset() -> str | None:
+    """The active manifest path, or an info box linking to the Data page (returns None)."""
+    path = state.get("manifest_path")
+    if path:
+        return str(path)
+    st.info("No dataset is active yet. Choose the built-in demo or your own recordings on the Data page.", icon="📂")
+    st.page_link("pages/data.py", label="Go to Data", icon=":material/monitor_heart:")
+    return None
+
+
+def runs_table(runs: Sequence[RunView]) -> None:
+    """Compact table of runs with state, encoders and progress."""
+    rows = []
+    for r in runs:
+        enc = r.config.get("encoders") or {}
+        prog = r.progress
+        total = prog.get("total") or 0
+        rows.append({
+            "run": r.run_id,
+            "state": f"{STATE_ICONS.get(r.state, '❔')} {r.state}",
+            "old → new": f"{enc.get('old', '?')} → {enc.get('new', '?')}" if enc else "",
+            "progress": (prog.get("step", 0) / total) if total else None,
+            "message": r.message,
+            "updated": r.updated[:19].replace("T", " "),
+        })
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
+
+
+def run_picker(label: str, *, key: str, states: Sequence[str] | None = None) -> RunView | None:
+    """Select one run from the store (optionally only some states); remembers the active run."""
+    runs = [r for r in list_runs(state.run_root()) if states is None or r.state in states]
+    if not runs:
+        return None
+    ids = [r.run_id for r in runs]
+    active = state.get("active_run")
+    chosen = st.selectbox(label, ids, index=ids.index(active) if active in ids else 0, key=key,
+                          format_func=lambda i: next(r.label() for r in runs if r.run_id == i))
+    state.put("active_run", chosen)
+    return next(r for r in runs if r.run_id == chosen)
+
+
+def guarded_section(title: str):
+    """A subheader plus an error boundary for one section of a page."""
+    st.subheader(title)
+    return boundary(title)
