@@ -1,0 +1,236 @@
+"""Dataset manifests: one CSV row per recording, with subject, channels, label and split.
+
+Columns (paths relative to the manifest's folder, or absolute):
+
+- ``path`` (one file holding both modalities) **or** ``old_path`` + ``new_path``
+  (two time-synchronised files);
+- ``subject``;
+- ``old_channels``, ``new_channels``: channel names separated by ``;`` (per row,
+  since names can differ between files, e.g. ECG lead ``II`` vs ``V``);
+- ``label`` (optional): class of the recording, or of the span
+  [``label_start``, ``label_end``) seconds (from the start of the old-modality
+  file) when those columns exist; windows outside the span are unlabelled.
+  A blank label means an unlabelled recording;
+- ``split`` (optional): ``train``, ``pair``, ``val`` or ``test``. Subjects
+  without one are assigned by ``data.splits.assign_splits`` from the seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ManifestError
+from .splits import assign_splits, check_fractions
+from .windows import SPLITS
+
+logger = logging.getLogger(__name__)
+
+REQUIRED = ("subject", "old_channels", "new_channels")
+OPTIONAL = ("label", "label_start", "label_end", "split")
+#: columns of ``Manifest.table``, in order
+TABLE_COLUMNS = ("row", "old_path", "new_path", "old_file", "new_file", "subject", "old_channels",
+                 "new_channels", "label", "label_start", "label_end", "split")
+
+
+def split_channels(text: str) -> list[str]:
+    """``'EEG Fp1; EEG Fp2'`` -> ``['EEG Fp1', 'EEG Fp2']`` (blank parts dropped)."""
+    return [c.strip() for c in str(text).split(";") if c.strip()]
+
+
+@dataclass(eq=False)
+class Manifest:
+    """A validated manifest.
+
+    Attributes
+    ----------
+    table : DataFrame, one row per recording, columns ``TABLE_COLUMNS``: ``row``
+        (1-based data row in the CSV), ``old_path``/``new_path`` absolute paths (equal
+        for one-file rows), ``old_file``/``new_file`` as written in the CSV,
+        ``subject``, ``old_channels``/``new_channels`` (tuples of names), ``label``
+        (str or None), ``label_start``/``label_end`` (float seconds or NaN for the whole
+        recording) and ``split``.
+    root : folder that relative paths are resolved against.
+    source : the CSV file, or a description for in-memory manifests.
+    seed : seed used for the subject splits.
+    """
+
+    table: pd.DataFrame
+    root: Path
+    source: str
+    seed: int = 0
+    fractions: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        per = self.table.groupby("split")["subject"].nunique().to_dict()
+        return f"<Manifest | {Path(self.source).name} | {len(self)} recordings | subjects per split {per}>"
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted(self.table["subject"].unique().tolist())
+
+    @property
+    def label_names(self) -> list[str]:
+        return sorted(self.table["label"].dropna().unique().tolist())
+
+    def files(self) -> list[Path]:
+        """Every distinct file the manifest refers to."""
+        return sorted({Path(p) for p in pd.concat([self.table["old_path"], self.table["new_path"]])})
+
+    def subjects_per_split(self) -> dict[str, list[str]]:
+        return {s: sorted(g["subject"].unique().tolist()) for s, g in self.table.groupby("split")}
+
+    def content(self) -> list[dict]:
+        """JSON-ready rows (for hashing and reports)."""
+        rows = []
+        for r in self.table.itertuples(index=False):
+            d = r._asdict()
+            d["old_channels"], d["new_channels"] = list(d["old_channels"]), list(d["new_channels"])
+            for k in ("label_start", "label_end"):
+                d[k] = None if pd.isna(d[k]) else float(d[k])
+            rows.append(d)
+        return rows
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""
+
+
+def manifest_from_frame(frame: pd.DataFrame, *, root: str | Path, source: str = "<memory>", seed: int = 0,
+                        fractions: Mapping[str, float] | None = None, check_files: bool = True) -> Manifest:
+    """Validate a manifest table (as read from CSV, all cells strings) and assign splits."""
+    where = source
+    df = frame.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    if len(df) == 0:
+        raise ManifestError(f"{where}: the manifest has no rows.")
+    has_path = "path" in df.columns
+    has_pair = "old_path" in df.columns or "new_path" in df.columns
+    if has_path and has_pair:
+        raise ManifestError(f"{where}: use either a 'path' column or 'old_path' + 'new_path', not both.")
+    if not has_path and not ("old_path" in df.columns and "new_path" in df.columns):
+        missing = ["old_path" if "old_path" not in df.columns else "new_path"] if has_pair else ["path"]
+        raise ManifestError(f"{where}: missing column(s) {missing}; columns are {list(df.columns)}. "
+                            "Give 'path' (one file with both modalities) or 'old_path' and 'new_path'.")
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{where}: missing column(s) {missing}; columns are {list(df.columns)}.")
+    has_span = "label_start" in df.columns or "label_end" in df.columns
+    if has_span and not ("label_start" in df.columns and "label_end" in df.columns and "label" in df.columns):
+        raise ManifestError(f"{where}: 'label_start' and 'label_end' need each other and a 'label' column.")
+    fr = check_fractions(fractions)
+    root = Path(root)
+
+    def resolve(value, i: int, column: str) -> tuple[str, str]:
+        if _blank(value):
+            raise ManifestError(f"{where}, row {i}: '{column}' is empty.")
+        p = Path(str(value).strip()).expanduser()
+        full = p if p.is_absolute() else root / p
+        if check_files and not full.exists():
+            raise ManifestError(f"{where}, row {i}: file not found: {full}")
+        return str(value).strip(), str(full.resolve() if full.exists() else full.absolute())
+
+    rows = []
+    for i, rec in enumerate(df.to_dict("records"), start=1):
+        if has_path:
+            old_file, old_path = resolve(rec["path"], i, "path")
+            new_file, new_path = old_file, old_path
+        else:
+            old_file, old_path = resolve(rec["old_path"], i, "old_path")
+            new_file, new_path = resolve(rec["new_path"], i, "new_path")
+        if _blank(rec["subject"]):
+            raise ManifestError(f"{where}, row {i}: 'subject' is empty.")
+        chans = {}
+        for side in ("old_channels", "new_channels"):
+            names = split_channels("" if _blank(rec[side]) else rec[side])
+            if not names:
+                raise ManifestError(f"{where}, row {i}: '{side}' is empty; list channel names separated by ';'.")
+            if len(set(names)) != len(names):
+                raise ManifestError(f"{where}, row {i}: '{side}' repeats a channel: {names}.")
+            chans[side] = tuple(names)
+        label = None if _blank(rec.get("label")) else str(rec["label"]).strip()
+        start = end = np.nan
+        if has_span and not (_blank(rec["label_start"]) and _blank(rec["label_end"])):
+            try:
+                start, end = float(rec["label_start"]), float(rec["label_end"])
+            except (TypeError, ValueError):
+                raise ManifestError(f"{where}, row {i}: label_start/label_end must be seconds, got "
+                                    f"{rec['label_start']!r} and {rec['label_end']!r}.") from None
+            if not (np.isfinite(start) and np.isfinite(end) and 0 <= start < end):
+                raise ManifestError(f"{where}, row {i}: need 0 <= label_start < label_end, got {start} and {end}.")
+        split = None
+        if "split" in df.columns and not _blank(rec["split"]):
+            split = str(rec["split"]).strip().lower()
+            if split not in SPLITS:
+                raise ManifestError(f"{where}, row {i}: unknown split {rec['split']!r}; allowed: {', '.join(SPLITS)} "
+                                    "(or blank to assign from the seed).")
+        rows.append({"row": i, "old_path": old_path, "new_path": new_path, "old_file": old_file,
+                     "new_file": new_file, "subject": str(rec["subject"]).strip(), **chans, "label": label,
+                     "label_start": start, "label_end": end, "split": split})
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    for col in ("label", "split"):  # missing values as None, never NaN
+        table[col] = table[col].astype(object).where(table[col].notna(), None)
+
+    # subjects given a split in one row keep it everywhere; a subject in two splits is an error
+    given: dict[str, tuple[str, int]] = {}
+    for r in table.itertuples():
+        if r.split is None or pd.isna(r.split):
+            continue
+        if r.subject in given and given[r.subject][0] != r.split:
+            s0, i0 = given[r.subject]
+            raise ManifestError(f"{where}: subject '{r.subject}' is in split '{s0}' (row {i0}) and '{r.split}' "
+                                f"(row {r.row}); a subject must stay in one split to avoid leakage.")
+        given.setdefault(r.subject, (r.split, r.row))
+    todo = sorted(set(table["subject"]) - set(given))
+    if todo:
+        sub = table[table["subject"].isin(todo)]
+        classes = {s: set(g["label"].dropna()) for s, g in sub.groupby("subject")}
+        assigned = assign_splits(todo, seed=seed, fractions=fr, classes=classes)
+        if given:
+            logger.info("%s: %d subject(s) without a split were assigned from seed %d.", where, len(todo), seed)
+    else:
+        assigned = {}
+    mapping = {**{s: v[0] for s, v in given.items()}, **assigned}
+    table["split"] = table["subject"].map(mapping)
+    return Manifest(table=table, root=root, source=str(source), seed=int(seed), fractions=fr)
+
+
+def read_manifest(path: str | Path, *, seed: int = 0, fractions: Mapping[str, float] | None = None) -> Manifest:
+    """Read and validate a manifest CSV; subjects without a ``split`` are split from ``seed``.
+
+    Raises ``ManifestError`` naming the manifest, the row and the problem
+    (missing column or file, unknown split, a subject in two splits, no rows).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ManifestError(f"Manifest not found: {path}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, comment=None)
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"{path}: the manifest is empty.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not a readable CSV file ({exc}).") from None
+    return manifest_from_frame(frame, root=path.resolve().parent, source=str(path), seed=seed, fractions=fractions)
+
+
+def write_manifest(rows: list[dict], path: str | Path) -> Path:
+    """Write manifest rows (dicts; channel lists are joined with ';') to CSV atomically."""
+    from .._io import atomic_write_bytes
+
+    out = []
+    for r in rows:
+        r = dict(r)
+        for k in ("old_channels", "new_channels"):
+            if isinstance(r.get(k), (list, tuple)):
+                r[k] = ";".join(r[k])
+        out.append(r)
+    text = pd.DataFrame(out).to_csv(index=False)
+    return atomic_write_bytes(path, text.encode("utf-8"))

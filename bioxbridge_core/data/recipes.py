@@ -1,0 +1,177 @@
+"""Manifests for the two public development databases (see ``/work/shared/data/README.md``).
+
+- ``eegmat_manifest``: PhysioNet "EEG During Mental Arithmetic Tasks". One EDF per
+  subject and condition (``SubjectNN_1.edf`` rest, ``SubjectNN_2.edf`` task), both
+  modalities in one file: the 10-20 EEG channels (``EEG Fp1`` ... ``EEG Pz``; the
+  reference ``EEG A2-A1`` is left out) and ``ECG ECG``. Label per recording.
+- ``cinc2015_manifest``: PhysioNet/CinC Challenge 2015 VT alarms. One WFDB record per
+  subject; old = the first ECG lead of each header (names vary: II, V, aVF...),
+  new = ``PLETH``. The alarm verdict (``alarms.csv``) labels only the span before the
+  alarm (284-300 s by default); the rest of each record is unlabelled pair data.
+  Records without PLETH are left out and listed in a ``.notes.json`` beside the
+  manifest (and logged).
+
+The data folder may be read-only, so manifests (with absolute paths) go to
+``out_dir`` or ``paths.cache_dir("recipes")``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from pathlib import Path
+
+from .._check import check_option, soft_import
+from .._io import atomic_write_json
+from ..errors import ManifestError, RecordingError
+from .manifest import write_manifest
+from .recording import eeg_position, infer_ch_type
+
+logger = logging.getLogger(__name__)
+
+EEGMAT_LABELS = {"1": "rest", "2": "task"}
+_EEGMAT_NAME = re.compile(r"^(?P<subject>.+)_(?P<part>[12])\.edf$", re.IGNORECASE)
+_REFERENCES = {"A1", "A2", "M1", "M2"}
+
+
+def _out_path(out_dir: str | Path | None, name: str) -> Path:
+    from ..paths import cache_dir
+
+    folder = Path(out_dir) if out_dir is not None else cache_dir("recipes")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+def edf_channel_names(path: str | Path) -> list[str]:
+    """Signal labels from an EDF/BDF header (reads only the header bytes)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+            n = int(head[252:256].decode("ascii").strip())
+            labels = fh.read(16 * n)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"{path}: not a readable EDF header ({exc}).") from None
+    if len(labels) != 16 * n:
+        raise RecordingError(f"{path}: EDF header is truncated.")
+    return [labels[16 * i: 16 * (i + 1)].decode("latin-1").strip() for i in range(n)]
+
+
+def eegmat_manifest(root: str | Path, *, out_dir: str | Path | None = None, old: str = "EEG") -> Path:
+    """Write a manifest for the eegmat EDF files in ``root``; returns its path.
+
+    Parameters
+    ----------
+    root : folder with ``SubjectNN_1.edf`` (rest) and ``SubjectNN_2.edf`` (task).
+    out_dir : where to write ``eegmat_old-<old>.csv`` (default ``cache_dir("recipes")``).
+    old : ``"EEG"`` (old = the EEG channels, new = ``ECG ECG``) or ``"ECG"`` (the reverse).
+    """
+    check_option("old", old, ("EEG", "ECG"), owner="eegmat_manifest")
+    root = Path(root).expanduser()
+    files = sorted(p for p in root.glob("*") if p.is_file() and _EEGMAT_NAME.match(p.name))
+    if not files:
+        raise ManifestError(f"{root}: no eegmat files (SubjectNN_1.edf / SubjectNN_2.edf) found.")
+    rows, skipped = [], []
+    for f in files:
+        m = _EEGMAT_NAME.match(f.name)
+        names = edf_channel_names(f)
+        eeg = [c for c in names if infer_ch_type(c) == "EEG" and eeg_position(c) not in _REFERENCES
+               and eeg_position(c) is not None]
+        ecg = [c for c in names if infer_ch_type(c) == "ECG"]
+        if not eeg or not ecg:
+            skipped.append(f"{f.name}: {'no EEG channels' if not eeg else 'no ECG channel'}")
+            continue
+        old_ch, new_ch = (eeg, ecg[:1]) if old == "EEG" else (ecg[:1], eeg)
+        rows.append({"path": str(f.resolve()), "subject": m["subject"], "old_channels": old_ch,
+                     "new_channels": new_ch, "label": EEGMAT_LABELS[m["part"]]})
+    if skipped:
+        logger.warning("eegmat: left out %d file(s): %s", len(skipped), "; ".join(skipped))
+    if not rows:
+        raise ManifestError(f"{root}: no eegmat file has both EEG and ECG channels ({'; '.join(skipped)}).")
+    return write_manifest(rows, _out_path(out_dir, f"eegmat_old-{old.lower()}.csv"))
+
+
+def _read_alarms(root: Path) -> dict[str, int]:
+    path = root / "alarms.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        out = {}
+        for row in csv.DictReader(fh):
+            try:
+                out[str(row["recordname"]).strip()] = int(str(row["result"]).strip())
+            except (KeyError, ValueError):
+                raise ManifestError(f"{path}: expected columns 'recordname,result' with 0/1 results.") from None
+    return out
+
+
+def _verdict_from_comments(comments: list[str]) -> int | None:
+    text = " ".join(comments).lower()
+    if "true alarm" in text:
+        return 1
+    if "false alarm" in text:
+        return 0
+    return None
+
+
+def cinc2015_manifest(root: str | Path, *, out_dir: str | Path | None = None, old: str = "ECG",
+                      label_start: float = 284.0, label_end: float = 300.0) -> Path:
+    """Write a manifest for the CinC 2015 VT-alarm WFDB records in ``root``; returns its path.
+
+    Parameters
+    ----------
+    root : folder with ``<record>.hea`` + signal files and ``alarms.csv``.
+    out_dir : where to write ``cinc2015_vt_old-<old>.csv`` (default ``cache_dir("recipes")``).
+    old : ``"ECG"`` (old = first ECG lead, new = PLETH) or ``"PPG"`` (the reverse).
+    label_start, label_end : seconds of the labelled span before the alarm (284-300 s in the
+        full records; 44-60 s in the 60 s test fixtures cut at 240-300 s).
+
+    Labels are ``true_alarm`` / ``false_alarm`` from ``alarms.csv`` (else the header comments).
+    Records without PLETH or without an ECG lead are left out and listed in
+    ``<manifest>.notes.json``.
+    """
+    check_option("old", old, ("ECG", "PPG"), owner="cinc2015_manifest")
+    if not (0 <= label_start < label_end):
+        raise ManifestError(f"cinc2015_manifest: need 0 <= label_start < label_end, got {label_start}, {label_end}.")
+    wfdb = soft_import("wfdb", "reading WFDB headers")
+    root = Path(root).expanduser()
+    headers = sorted(root.glob("*.hea"))
+    if not headers:
+        raise ManifestError(f"{root}: no WFDB headers (*.hea) found.")
+    alarms = _read_alarms(root)
+    rows, left_out = [], []
+    for hea in headers:
+        name = hea.stem
+        try:
+            h = wfdb.rdheader(str(hea.with_suffix("")))
+        except Exception as exc:  # wfdb raises many kinds
+            left_out.append({"record": name, "reason": f"unreadable header ({exc})"})
+            continue
+        sig = list(h.sig_name or [])
+        ecg = [c for c in sig if infer_ch_type(c) == "ECG"]
+        ppg = [c for c in sig if infer_ch_type(c) == "PPG"]
+        if not ppg or not ecg:
+            left_out.append({"record": name, "reason": "no PLETH channel" if not ppg else "no ECG lead",
+                             "channels": sig})
+            continue
+        verdict = alarms.get(name, _verdict_from_comments(list(h.comments or [])))
+        duration_s = (h.sig_len or 0) / float(h.fs)
+        label = None if verdict is None else ("true_alarm" if verdict == 1 else "false_alarm")
+        if label is not None and duration_s + 1e-6 < label_end:
+            logger.warning("cinc2015: %s lasts %.1f s, shorter than the label span end %.1f s; unlabelled.",
+                           name, duration_s, label_end)
+            label = None
+        old_ch, new_ch = (ecg[:1], ppg[:1]) if old == "ECG" else (ppg[:1], ecg[:1])
+        rows.append({"path": str(hea.resolve()), "subject": name, "old_channels": old_ch, "new_channels": new_ch,
+                     "label": label or "", "label_start": label_start if label else "",
+                     "label_end": label_end if label else ""})
+    out = _out_path(out_dir, f"cinc2015_vt_old-{old.lower()}.csv")
+    notes = out.with_suffix(".notes.json")
+    if left_out:
+        logger.warning("cinc2015: left out %d record(s): %s", len(left_out),
+                       ", ".join(f"{d['record']} ({d['reason']})" for d in left_out))
+    if not rows:
+        raise ManifestError(f"{root}: no record has both an ECG lead and PLETH.")
+    atomic_write_json(notes, {"root": str(root), "n_records": len(rows), "left_out": left_out})
+    return write_manifest(rows, out)
