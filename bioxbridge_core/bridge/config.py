@@ -1,0 +1,84 @@
+"""BridgeConfig: every setting of one bridge training, checked once.
+
+The allowed values live in ``CONSTRAINTS`` (a table, as scikit-learn does),
+so validation, the UI and the tests read the same source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .._check import check_option, check_range
+from ..errors import ConfigError
+
+PROTOTYPE_INITS = ("tokens", "normal")
+LOSSES = ("cosine", "mse", "l1")
+
+#: field -> constraint: ("int"|"float", low, high, low_inclusive) or ("option", allowed)
+CONSTRAINTS: dict[str, tuple] = {
+    "rank": ("int", 1, 4096, True),
+    "n_prototypes": ("int", 1, 100_000, True),
+    "prototype_init": ("option", PROTOTYPE_INITS),
+    "loss": ("option", LOSSES),
+    "lr": ("float", 0.0, 1.0, False),
+    "epochs": ("int", 1, 100_000, True),
+    "batch_size": ("int", 1, 1_000_000, True),
+    "seed": ("int", 0, 2**32 - 1, True),
+    "val_fraction": ("float", 0.0, 0.9, True),
+    "feature_batch_size": ("int", 1, 1_000_000, True),
+}
+
+
+@dataclass
+class BridgeConfig:
+    """Settings of the prototype bridge and its training (METHOD.md steps 3-4).
+
+    Parameters
+    ----------
+    rank : r, the rank of the low-rank map ``B @ A``.
+    n_prototypes : Np, prototype vectors in the old layer's space.
+    prototype_init : ``"tokens"`` (Np real old-layer tokens from the paired data) or ``"normal"`` (N(0, 1)).
+    loss : ``"cosine"`` (1 - cos at the old model's last layer), ``"mse"`` or ``"l1"``.
+    lr : Adam learning rate (constant).
+    epochs : passes over the training pairs.
+    batch_size : pairs per step.
+    seed : seeds initialisation, prototype sampling, the pair-val split and batch order.
+    val_fraction : share of subjects (or windows, with one subject) held out to pick the best epoch.
+    feature_batch_size : windows per forward pass when caching the frozen features.
+    """
+
+    rank: int = 8
+    n_prototypes: int = 50
+    prototype_init: str = "tokens"
+    loss: str = "cosine"
+    lr: float = 1e-4
+    epochs: int = 50
+    batch_size: int = 16
+    seed: int = 0
+    val_fraction: float = 0.2
+    feature_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name, rule in CONSTRAINTS.items():
+            value = getattr(self, name)
+            if rule[0] == "option":
+                check_option(name, value, rule[1], owner="BridgeConfig")
+            else:
+                _, low, high, low_inclusive = rule
+                check_range(name, value, low=low, high=high, low_inclusive=low_inclusive,
+                            owner="BridgeConfig", integer=rule[0] == "int")
+        self.lr = float(self.lr)
+        self.val_fraction = float(self.val_fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BridgeConfig":
+        """Rebuild from ``to_dict`` output; unknown keys are an error (names them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"BridgeConfig does not know the setting(s) {unknown}; known: {sorted(known)}.")
+        return cls(**d)

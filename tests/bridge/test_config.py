@@ -1,0 +1,47 @@
+import pytest
+
+from bioxbridge_core.bridge import CONSTRAINTS, BridgeConfig
+from bioxbridge_core.errors import ConfigError
+
+
+def _bad_values(rule):
+    if rule[0] == "option":
+        return ["bogus", 3]
+    _, low, high, low_inclusive = rule
+    bad = [low - 1 if low_inclusive else low, high * 2 + 1, "x", None, float("nan")]
+    if rule[0] == "int":
+        bad.append(1.5)
+    return bad
+
+
+CASES = [(name, v) for name, rule in CONSTRAINTS.items() for v in _bad_values(rule)]
+
+
+@pytest.mark.parametrize("name,value", CASES, ids=[f"{n}={v!r}" for n, v in CASES])
+def test_each_field_rejects_bad_value_and_names_it(name, value):
+    with pytest.raises(ConfigError, match=name):
+        BridgeConfig(**{name: value})
+
+
+def test_every_field_has_a_constraint():
+    from dataclasses import fields
+
+    assert {f.name for f in fields(BridgeConfig)} == set(CONSTRAINTS)
+
+
+def test_defaults_follow_the_method():
+    cfg = BridgeConfig()
+    assert (cfg.rank, cfg.n_prototypes, cfg.batch_size, cfg.loss) == (8, 50, 16, "cosine")
+    assert cfg.prototype_init in ("tokens", "normal")
+
+
+def test_round_trip_and_unknown_key():
+    cfg = BridgeConfig(rank=4, n_prototypes=7, loss="l1", lr=3e-3, epochs=3, seed=5, val_fraction=0.0)
+    assert BridgeConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="rnak"):
+        BridgeConfig.from_dict({**cfg.to_dict(), "rnak": 3})
+
+
+def test_option_error_suggests():
+    with pytest.raises(ConfigError, match="Did you mean 'cosine'"):
+        BridgeConfig(loss="cosin")

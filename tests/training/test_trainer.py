@@ -1,0 +1,176 @@
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _bridge_toys import channels_encoder, paired_data, tokens_encoder  # noqa: E402
+
+from bioxbridge_core.bridge import BridgeConfig  # noqa: E402
+from bioxbridge_core.errors import ConfigError, RunError  # noqa: E402
+from bioxbridge_core.runs.store import read_history, read_status  # noqa: E402
+from bioxbridge_core.training import BridgeTrainer, compute_cache, pair_val_split  # noqa: E402
+from bioxbridge_core.training.checkpoint import checkpoint_path  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data():
+    return paired_data(48, n_subjects=4, seed=0)
+
+
+def _fit(data, cfg, **kw):
+    x_old, x_new, groups, _ = data
+    return BridgeTrainer(cfg).fit(tokens_encoder(), channels_encoder(), x_old, x_new, new_position="layer2",
+                                  old_position="blocks.1", groups=groups, **kw)
+
+
+def _state(enc):
+    return {k: v.clone() for k, v in enc.state_dict().items()}
+
+
+@pytest.mark.parametrize("loss", ["cosine", "mse", "l1"])
+def test_training_lowers_the_loss(data, loss):
+    tr = _fit(data, BridgeConfig(epochs=15, batch_size=8, lr=1e-2, loss=loss, seed=1))
+    assert len(tr.history_) == 15
+    assert tr.best_val_loss_ < tr.initial_loss_["val"]
+    assert tr.history_[-1]["train_loss"] < tr.initial_loss_["train"]
+    assert tr.best_epoch_ == 1 + int(np.argmin([r["val_loss"] for r in tr.history_]))
+
+
+def test_frozen_encoders_unchanged_and_flags_restored(data):
+    x_old, x_new, groups, _ = data
+    old, new = tokens_encoder(), channels_encoder()
+    old.unfreeze()  # a caller's trainable encoder is frozen during fit and given back as it was
+    before_old, before_new = _state(old), _state(new)
+    tr = BridgeTrainer(BridgeConfig(epochs=2, lr=1e-2)).fit(old, new, x_old, x_new, new_position="layer2",
+                                                           old_position="blocks.1", groups=groups)
+    for before, enc in ((before_old, old), (before_new, new)):
+        for k, v in enc.state_dict().items():
+            assert torch.equal(v, before[k]), k
+    assert all(p.requires_grad for p in old.parameters())
+    assert not any(p.requires_grad for p in new.parameters())
+    assert tr.n_params_ == tr.bridge_.n_params() > 0
+
+
+def test_callbacks_carry_train_and_val_loss(data):
+    steps, epochs, progress = [], [], []
+    tr = _fit(data, BridgeConfig(epochs=3, batch_size=10, lr=1e-3), on_step=steps.append, on_epoch=epochs.append,
+              on_progress=lambda s, t, m: progress.append((s, t)))
+    per_epoch = int(np.ceil(tr.n_train_ / 10))
+    assert len(steps) == 3 * per_epoch and len(epochs) == 3
+    assert {"train_loss", "val_loss", "epoch", "global_step", "total_steps"} <= set(steps[0])
+    assert steps[0]["val_loss"] == pytest.approx(tr.initial_loss_["val"])
+    assert all(e["val_loss"] is not None and "best_epoch" in e for e in epochs)
+    assert progress[-1][0] == progress[-1][1]
+
+
+def test_split_is_by_subject(data):
+    _, _, groups, _ = data
+    tr = _fit(data, BridgeConfig(epochs=1, val_fraction=0.25))
+    assert set(groups[tr.train_index_]).isdisjoint(groups[tr.val_index_])
+    assert tr.n_train_ + tr.n_val_ == tr.n_pairs_ == 48 and tr.n_val_ > 0
+
+
+def test_single_subject_falls_back_to_windows_with_warning():
+    with pytest.warns(UserWarning, match="by window"):
+        tr_idx, va_idx = pair_val_split(20, ["s1"] * 20, 0.2, seed=0)
+    assert len(va_idx) == 4 and len(np.intersect1d(tr_idx, va_idx)) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr_idx, va_idx = pair_val_split(20, None, 0.0)
+    assert len(va_idx) == 0 and len(tr_idx) == 20
+
+
+def test_cache_holds_old_last_layer_output_and_real_tokens(data):
+    x_old, x_new, _, _ = data
+    old, new = tokens_encoder(), channels_encoder()
+    cache = compute_cache(old, new, x_old, x_new, new_position="layer2", old_position="blocks.1", batch_size=7,
+                          n_proto_tokens=5, seed=0)
+    with torch.no_grad():
+        full = old(torch.from_numpy(x_old))
+        real = old.forward_until(torch.from_numpy(x_old), "blocks.0").reshape(-1, 16)  # input of blocks.1
+    assert torch.allclose(cache.target, full, atol=1e-5)
+    assert cache.z.shape == (48, 12) and cache.proto_tokens.shape == (5, 16)
+    for tok in cache.proto_tokens:
+        assert torch.isclose(real, tok, atol=1e-5).all(dim=1).any()
+
+
+def test_token_prototypes_come_from_training_pairs(data):
+    tr = _fit(data, BridgeConfig(epochs=1, n_prototypes=6, prototype_init="tokens", lr=1e-9))
+    x_old = data[0][tr.train_index_]
+    with torch.no_grad():
+        real = tokens_encoder().forward_until(torch.from_numpy(x_old), "blocks.0").reshape(-1, 16)
+    for col in tr.bridge_.P.T:
+        assert torch.isclose(real, col, atol=1e-4).all(dim=1).any()
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(data, tmp_path):
+    cfg = BridgeConfig(epochs=4, lr=5e-3, batch_size=8, seed=3)
+    straight = _fit(data, cfg)
+    run = tmp_path / "run"
+    first = _fit(data, cfg, run_dir=run, should_stop=lambda: len(read_history(run)) >= 2)
+    assert first.stopped_ and len(first.history_) == 2
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["epoch"] == 2
+    assert read_status(run)["state"] == "stopped"
+    second = _fit(data, cfg, run_dir=run)
+    assert second.resumed_from_ == 2 and not second.stopped_
+    assert [r["epoch"] for r in second.history_] == [1, 2, 3, 4]
+    np.testing.assert_allclose([r["val_loss"] for r in second.history_],
+                               [r["val_loss"] for r in straight.history_], rtol=1e-5)
+    for k, v in straight.bridge_.state_dict().items():
+        assert torch.allclose(v, second.bridge_.state_dict()[k], atol=1e-6), k
+    assert [r["epoch"] for r in read_history(run)] == [1, 2, 3, 4]
+    assert (run / "bridge.safetensors").exists()
+    # nothing left to do: a third call loads the finished checkpoint and trains no more
+    third = _fit(data, cfg, run_dir=run)
+    assert third.resumed_from_ == 4 and len(third.history_) == 4
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_resume_with_other_settings_is_refused(data, tmp_path):
+    _fit(data, BridgeConfig(epochs=1), run_dir=tmp_path)
+    with pytest.raises(RunError, match="config"):
+        _fit(data, BridgeConfig(epochs=2, rank=3), run_dir=tmp_path)
+    more = _fit(data, BridgeConfig(epochs=2), run_dir=tmp_path)  # only more epochs: continues
+    assert more.resumed_from_ == 1 and len(more.history_) == 2
+
+
+def test_stop_file_stops_cleanly(data, tmp_path):
+    def on_epoch(row):
+        if row["epoch"] == 1:
+            (tmp_path / "STOP").write_text("")
+
+    tr = _fit(data, BridgeConfig(epochs=5, lr=1e-2), run_dir=tmp_path, on_epoch=on_epoch)
+    assert tr.stopped_ and len(tr.history_) == 1 and tr.best_epoch_ == 1
+    st = read_status(tmp_path)
+    assert st["state"] == "stopped" and "after epoch 1" in st["message"]
+    assert checkpoint_path(tmp_path).exists() and (tmp_path / "bridge.safetensors").exists()
+    assert [r["epoch"] for r in read_history(tmp_path)] == [1]
+
+
+def test_bad_inputs_are_named(data):
+    x_old, x_new, groups, _ = data
+    old, new = tokens_encoder(), channels_encoder()
+    with pytest.raises(ConfigError, match="x_new has 48"):
+        BridgeTrainer(BridgeConfig(epochs=1)).fit(old, new, x_old[:47], x_new, new_position="layer2",
+                                                  old_position="blocks.1")
+    with pytest.raises(ConfigError, match="cannot take a bridge input"):
+        BridgeTrainer(BridgeConfig(epochs=1)).fit(old, new, x_old, x_new, new_position="layer2", old_position="embed")
+    with pytest.raises(ConfigError, match="x_new"):
+        BridgeTrainer(BridgeConfig(epochs=1)).fit(old, new, x_old, x_old, new_position="layer2",
+                                                  old_position="blocks.1")
+    with pytest.raises(KeyError, match="Did you mean"):
+        BridgeTrainer(BridgeConfig(epochs=1)).fit(old, new, x_old, x_new, new_position="layer3",
+                                                  old_position="blocks.1")
+
+
+def test_param_count_is_logged(data, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bioxbridge_core.training.trainer"):
+        tr = _fit(data, BridgeConfig(epochs=1))
+    assert f"{tr.n_params_} trainable parameters" in caplog.text
