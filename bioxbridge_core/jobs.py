@@ -226,10 +226,9 @@ def bridge_job(ctx: JobContext) -> str:
     missing = [k for k in ("windows", "old_encoder", "new_encoder", "old_position", "new_position") if k not in cfg]
     if missing:
         raise RunError(f"{ctx.run.path / S.CONFIG}: bridge job needs {missing}.")
-    pw = PairedWindows.load(cfg["windows"])
+    all_windows = PairedWindows.load(cfg["windows"])
     splits: Sequence[str] = cfg.get("splits", ["pair"])
-    if splits:
-        pw = pw.split(*splits)
+    pw = all_windows.split(*splits) if splits else all_windows
     if pw.x_old is None or pw.x_new is None or len(pw) == 0:
         raise RunError(f"{cfg['windows']}: no paired windows in split(s) {list(splits)}.")
     load = _encoder_loader(cfg)
@@ -237,19 +236,23 @@ def bridge_job(ctx: JobContext) -> str:
     old = load(cfg["old_encoder"], device=device, ch_names=cfg.get("old_ch_names"))
     new = load(cfg["new_encoder"], device=device, ch_names=cfg.get("new_ch_names"))
     bcfg = BridgeConfig.from_dict(cfg.get("bridge", {}))
-    trainer = BridgeTrainer(bcfg, device=device).fit(
-        old, new, pw.x_old, pw.x_new, new_position=cfg["new_position"], old_position=cfg["old_position"],
-        groups=pw.subjects, run_dir=ctx.run.path, should_stop=None, on_progress=ctx.on_progress)
-    write_metrics(ctx.run.path, {
-        "bridge_params": trainer.n_params_, "best_epoch": trainer.best_epoch_,
-        "best_val_loss": trainer.best_val_loss_, "initial_loss": trainer.initial_loss_,
-        "n_pairs": trainer.n_pairs_, "n_train": trainer.n_train_, "n_val": trainer.n_val_,
-        "resumed_from_epoch": trainer.resumed_from_, "stopped": trainer.stopped_})
-    if cfg.get("head") and not trainer.stopped_:
+    head = None
+    if cfg.get("head"):
         from .models.heads import TaskHead
-        from .runs.bundle import save_bundle
 
         head = TaskHead.load(cfg["head"])
+    trainer = BridgeTrainer(bcfg, device=device).fit(
+        old, new, pw.x_old, pw.x_new, new_position=cfg["new_position"], old_position=cfg["old_position"],
+        groups=pw.subjects, run_dir=ctx.run.path, should_stop=None, on_progress=ctx.on_progress, head=head)
+    metrics: dict[str, Any] = {"bridge": {
+        "trainable_params": trainer.n_params_, "best_epoch": trainer.best_epoch_,
+        "best_val_loss": trainer.best_val_loss_, "initial_loss": trainer.initial_loss_,
+        "n_pairs": trainer.n_pairs_, "n_train": trainer.n_train_, "n_val": trainer.n_val_,
+        "resumed_from_epoch": trainer.resumed_from_, "stopped": trainer.stopped_}}
+    write_metrics(ctx.run.path, metrics)
+    if head is not None and not trainer.stopped_:
+        from .runs.bundle import save_bundle
+
         save_bundle(ctx.run.path, trainer.bridge_, head, {
             "old_encoder": cfg["old_encoder"], "new_encoder": cfg["new_encoder"],
             "old_ch_names": pw.old_channels or cfg.get("old_ch_names"),
@@ -257,10 +260,44 @@ def bridge_job(ctx: JobContext) -> str:
             "old_position": trainer.old_position_, "new_position": trainer.new_position_,
             "label_names": list(getattr(head, "label_names", pw.label_names)), "window_s": pw.window_s,
             "step_s": pw.step_s, "preprocessing": pw.preprocessing, "bridge_config": bcfg})
+        _evaluate_on_test(ctx, cfg, all_windows, old, new, head, trainer, bcfg, pw, metrics)
     if trainer.stopped_:
         ctx.mark_stopped()
         return f"stopped after epoch {len(trainer.history_)} of {bcfg.epochs}"
     return f"trained {len(trainer.history_)} epochs; best epoch {trainer.best_epoch_}"
+
+
+def _wants_kd(cfg: dict) -> bool:
+    b = cfg.get("baselines") or {}
+    return bool(b.get("kd")) if isinstance(b, dict) else "kd" in b
+
+
+def _evaluate_on_test(ctx: JobContext, cfg: dict, all_windows, old, new, head, trainer, bcfg, pairs,
+                      metrics: dict) -> None:
+    """Score the bridge, the oracle, chance (and KD when asked) on the labelled test split, if any."""
+    from .bridge.composed import BridgedModel
+    from .metrics import chance_metrics
+    from .pipeline import evaluate_predictions, run_kd
+
+    test = all_windows.split("test").labelled()
+    if len(test) == 0:
+        return
+    n_classes = len(test.label_names)
+    y = test.labels()
+    model = BridgedModel(new, old, trainer.bridge_, head, new_position=trainer.new_position_,
+                         old_position=trainer.old_position_)
+    metrics["bridge"]["test"] = evaluate_predictions(y, model.predict_proba(test.x_new), n_classes)
+    metrics["oracle"] = {"test": evaluate_predictions(y, head.predict_proba(old, test.x_old), n_classes)}
+    metrics["chance"] = {"test": chance_metrics(y, n_classes, seed=bcfg.seed)}
+    write_metrics(ctx.run.path, metrics)
+    if _wants_kd(cfg):
+        ctx.on_progress(0, 1, "training the KD baseline")
+        kd = run_kd(new, old, head, pairs, test, epochs=int(cfg.get("kd_epochs") or bcfg.epochs),
+                    lr=float(cfg.get("kd_lr", 1e-4)), batch_size=bcfg.batch_size, seed=bcfg.seed,
+                    val_fraction=bcfg.val_fraction, device=cfg.get("device"), should_stop=ctx.should_stop,
+                    on_progress=ctx.on_progress)
+        metrics["kd"] = {"test": kd.pop("metrics"), **kd}
+        write_metrics(ctx.run.path, metrics)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

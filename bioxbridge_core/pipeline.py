@@ -216,7 +216,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     with measure() as bridge_usage:
         trainer = BridgeTrainer(bcfg, device=config.device).fit(
             data.old_encoder, data.new_encoder, pair.x_old, pair.x_new, new_position=new_pos,
-            old_position=old_pos, groups=pair.subjects, run_dir=out, should_stop=should_stop)
+            old_position=old_pos, groups=pair.subjects, run_dir=out, should_stop=should_stop, head=head)
     save_bundle(out, trainer.bridge_, head, {
         "old_encoder": config.old, "new_encoder": config.new,
         "old_ch_names": data.windows.old_channels, "new_ch_names": data.windows.new_channels,
@@ -246,7 +246,11 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
 
     if "kd" in config.baselines:
         _step(on_progress, 5, total, "training the KD baseline (the new encoder as a student)")
-        report["kd"] = run_kd(config, data, head, pair, test, n_classes, should_stop=should_stop)
+        report["kd"] = run_kd(data.new_encoder, data.old_encoder, head, pair, test,
+                              epochs=config.kd_epochs or int(config.bridge["epochs"]), lr=config.kd_lr,
+                              batch_size=int(config.bridge["batch_size"]), seed=config.seed,
+                              val_fraction=float(config.bridge["val_fraction"]), device=config.device,
+                              should_stop=should_stop)
 
     report["total_seconds"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(out / "report.json", report)
@@ -254,18 +258,18 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     return report
 
 
-def run_kd(config: PipelineConfig, data: PreparedData, head, pair, test, n_classes: int, *,
-           should_stop: Callable[[], bool] | None = None) -> dict:
+def run_kd(new_encoder, old_encoder, head, pair, test, *, epochs: int, lr: float = 1e-4, batch_size: int = 16,
+           seed: int = 0, val_fraction: float = 0.2, device: str | None = None,
+           should_stop: Callable[[], bool] | None = None, on_progress: ProgressFn | None = None) -> dict:
     """Distil the old model into the whole new encoder on the same pairs; evaluate on the same test split."""
     from .baselines.kd import KDStudent
 
-    epochs = config.kd_epochs or int(config.bridge["epochs"])
     with measure() as usage:
-        student = KDStudent(data.new_encoder, lr=config.kd_lr, epochs=epochs,
-                            batch_size=int(config.bridge["batch_size"]), seed=config.seed,
-                            val_fraction=float(config.bridge["val_fraction"]), device=config.device)
-        student.fit(data.old_encoder, head, pair.x_old, pair.x_new, groups=pair.subjects, should_stop=should_stop)
-    metrics = evaluate_predictions(test.labels(), student.predict_proba(test.x_new), n_classes)
+        student = KDStudent(new_encoder, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
+                            val_fraction=val_fraction, device=device)
+        student.fit(old_encoder, head, pair.x_old, pair.x_new, groups=pair.subjects, should_stop=should_stop,
+                    on_progress=on_progress)
+    metrics = evaluate_predictions(test.labels(), student.predict_proba(test.x_new), len(test.label_names))
     return {"trainable_params": int(student.trainable_params), "train_seconds": round(usage.seconds, 3),
             "peak_rss_mb": round(usage.peak_rss_mb, 1), "epochs": epochs, "metrics": metrics}
 

@@ -69,7 +69,7 @@ def test_two_jobs_at_once_finish_independently_and_stop_one(tmp_path, windows_fi
     assert job_state(short.path)["state"] == "completed", _log(short)
     assert job_state(long.path)["state"] in ("queued", "running"), _log(long)  # still going on its own
     assert [r["epoch"] for r in read_history(short.path)] == [1, 2, 3, 4]
-    assert (short.path / "bridge.safetensors").exists() and read_metrics(short.path)["bridge_params"] > 0
+    assert (short.path / "bridge.safetensors").exists() and read_metrics(short.path)["bridge"]["trainable_params"] > 0
     _wait(lambda: len(read_history(long.path)) >= 1, what="first epoch of the long job")
     long.request_stop()
     _wait(lambda: job_state(long.path)["state"] in FINAL, what="stopped job")
@@ -95,7 +95,7 @@ def test_killed_job_resumes_from_checkpoint(tmp_path, windows_file):
     _wait(lambda: job_state(run.path)["state"] in FINAL, what="resumed job")
     assert job_state(run.path)["state"] == "completed", _log(run)
     metrics = read_metrics(run.path)
-    assert metrics["resumed_from_epoch"] >= done
+    assert metrics["bridge"]["resumed_from_epoch"] >= done
     assert [r["epoch"] for r in read_history(run.path)] == list(range(1, 13))
     assert "resuming from the checkpoint" in _log(run)
 
@@ -148,3 +148,28 @@ def test_bridge_job_saves_a_loadable_bundle(tmp_path, windows_file, monkeypatch)
     assert model.label_names == ["a", "b"]
     x_new = PairedWindows.load(windows_file).x_new
     assert model.predict_proba(x_new).shape == (len(x_new), 2)
+
+
+def test_bridge_job_scores_test_split_and_kd_when_asked(tmp_path, monkeypatch):
+    """With a labelled test split and a head, the job evaluates bridge, oracle, chance and (asked) KD."""
+    heads = pytest.importorskip("bioxbridge_core.models.heads")
+    x_old, x_new, groups, labels = paired_data(40, n_subjects=5)
+    split = np.where(np.isin(groups, np.unique(groups)[:4]), "pair", "test")
+    meta = pd.DataFrame({"subject": groups, "recording": groups, "split": split,
+                         "start_s": np.arange(40, dtype=float), "label": np.where(labels, "b", "a")})
+    windows = tmp_path / "pairs.npz"
+    PairedWindows(x_old, x_new, meta, old_channels=["ECG"], new_channels=["PPG"], sfreq_old=50, sfreq_new=25,
+                  window_s=2.0, step_s=2.0).save(windows)
+    monkeypatch.syspath_prepend(str(TESTS))
+    head = heads.TaskHead(16, 2, label_names=["a", "b"], encoder_name="toy:tokens")
+    head.fitted = True
+    head_path = head.save(tmp_path / "head.safetensors")
+    cfg = {**_config(windows, 2), "head": str(head_path), "baselines": {"kd": True}, "kd_epochs": 1}
+    run = RunStore(tmp_path / "runs").create("bridge", cfg)
+    assert run_worker(run.path) == 0, read_status(run.path)
+    metrics = read_metrics(run.path)
+    n_test = int((split == "test").sum())
+    for method in ("bridge", "oracle", "chance", "kd"):
+        assert sum(map(sum, metrics[method]["test"]["confusion"])) == n_test, method
+    assert metrics["kd"]["trainable_params"] > 0 and metrics["kd"]["epochs"] == 1
+    assert all("val_agreement" in r for r in read_history(run.path))

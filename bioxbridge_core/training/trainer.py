@@ -27,7 +27,7 @@ from ..bridge.config import BridgeConfig
 from ..bridge.network import Bridge
 from ..device import resolve_device
 from ..errors import ConfigError, NotFittedError, RunError, StopRequested
-from ..models.base import EncoderAdapter
+from ..models.base import EncoderAdapter, to_tokens
 from ..runs import schema as S
 from ..runs.store import write_history, write_status
 from . import checkpoint as ckpt
@@ -94,8 +94,14 @@ class BridgeTrainer:
     def fit(self, old_encoder: EncoderAdapter, new_encoder: EncoderAdapter, x_old: np.ndarray, x_new: np.ndarray,
             *, new_position: str | int, old_position: str | int, groups: Sequence | np.ndarray | None = None,
             run_dir: str | Path | None = None, on_step: StepFn | None = None, on_epoch: StepFn | None = None,
-            should_stop: Callable[[], bool] | None = None, on_progress: ProgressFn | None = None) -> "BridgeTrainer":
-        """Train the bridge on paired windows ``x_old`` (n, C_old, T_old) / ``x_new`` (n, C_new, T_new)."""
+            should_stop: Callable[[], bool] | None = None, on_progress: ProgressFn | None = None,
+            head: torch.nn.Module | None = None) -> "BridgeTrainer":
+        """Train the bridge on paired windows ``x_old`` (n, C_old, T_old) / ``x_new`` (n, C_new, T_new).
+
+        With ``head`` (the old task head), every epoch also reports ``val_agreement``: the share of
+        held-out pairs where the bridged prediction equals the old model's own prediction on the
+        real old signal (no labels needed).
+        """
         cfg = self.config if self.config is not None else BridgeConfig()
         if not isinstance(cfg, BridgeConfig):
             raise ConfigError(f"config must be a BridgeConfig, got {type(cfg).__name__}.")
@@ -140,7 +146,7 @@ class BridgeTrainer:
             if device.type != "cpu" and cache.nbytes() < 2 * 1024**3:
                 cache = cache.to(device)
             return self._train(cfg, old_encoder, cache, new_pos, old_pos, device, train_idx, val_idx, fingerprint,
-                               resume, run_dir, stop, on_step, on_epoch, on_progress)
+                               resume, run_dir, stop, on_step, on_epoch, on_progress, head)
         finally:
             _restore(old_encoder, flags[0])
             _restore(new_encoder, flags[1])
@@ -155,7 +161,8 @@ class BridgeTrainer:
 
     def _train(self, cfg: BridgeConfig, old_encoder: EncoderAdapter, cache: BridgeCache, new_pos, old_pos,
                device: torch.device, train_idx: np.ndarray, val_idx: np.ndarray, fingerprint: dict,
-               resume, run_dir: Path | None, stop: StopCheck, on_step, on_epoch, on_progress) -> "BridgeTrainer":
+               resume, run_dir: Path | None, stop: StopCheck, on_step, on_epoch, on_progress,
+               head: torch.nn.Module | None = None) -> "BridgeTrainer":
         bridge = Bridge.from_positions(new_pos, old_pos, cfg)
         if cfg.prototype_init == "tokens" and cache.proto_tokens is not None:
             bridge.init_prototypes(cache.proto_tokens, seed=cfg.seed)
@@ -181,6 +188,21 @@ class BridgeTrainer:
                 b = idx[s: s + max(cfg.batch_size, cfg.feature_batch_size)]
                 total += float(per_sample_loss(predict(b), cache.target[b].to(device), cfg.loss).sum())
             return total / len(idx)
+
+        last_layout = old_encoder.positions[-1].out_layout
+
+        @torch.no_grad()
+        def agreement(idx: np.ndarray) -> float | None:
+            if head is None or len(idx) == 0:
+                return None
+            head.to(device)
+            same = 0
+            for s in range(0, len(idx), max(cfg.batch_size, cfg.feature_batch_size)):
+                b = idx[s: s + max(cfg.batch_size, cfg.feature_batch_size)]
+                mine = head(to_tokens(predict(b), last_layout)).argmax(dim=1)
+                theirs = head(to_tokens(cache.target[b].to(device), last_layout)).argmax(dim=1)
+                same += int((mine == theirs).sum())
+            return same / len(idx)
 
         history: list[dict] = []
         best_state, best_score, best_epoch, start_epoch = None, float("inf"), None, 0
@@ -235,6 +257,8 @@ class BridgeTrainer:
                 last_val = val_loss
                 row = {"epoch": epoch, "train_loss": loss_sum / len(train_idx), "val_loss": val_loss,
                        "seconds": time.perf_counter() - t0}
+                if head is not None:
+                    row["val_agreement"] = agreement(val_idx)
                 history.append(row)
                 score = val_loss if val_loss is not None else row["train_loss"]
                 if score < best_score:

@@ -174,3 +174,25 @@ def test_param_count_is_logged(data, caplog):
     with caplog.at_level(logging.INFO, logger="bioxbridge_core.training.trainer"):
         tr = _fit(data, BridgeConfig(epochs=1))
     assert f"{tr.n_params_} trainable parameters" in caplog.text
+
+
+def test_val_agreement_with_the_old_model_is_reported_per_epoch(data):
+    from _bridge_toys import ToyHead
+
+    from bioxbridge_core.bridge import BridgedModel
+
+    x_old, x_new, groups, _ = data
+    old, new = tokens_encoder(), channels_encoder()
+    head = ToyHead(old.positions[-1].out_width, ["a", "b"], seed=3)
+    tr = BridgeTrainer(BridgeConfig(epochs=6, batch_size=8, lr=1e-2, seed=1)).fit(
+        old, new, x_old, x_new, new_position="layer2", old_position="blocks.1", groups=groups, head=head)
+    agree = [r["val_agreement"] for r in tr.history_]
+    assert all(0.0 <= a <= 1.0 for a in agree)
+    # the reported figure for the kept (best) epoch equals an independent recomputation on the val pairs
+    val = tr.val_index_
+    model = BridgedModel(new, old, tr.bridge_, head, new_position="layer2", old_position="blocks.1")
+    bridged = model.predict(x_new[val])
+    with torch.no_grad():
+        own = head(old.last_tokens(torch.from_numpy(x_old[val]))).argmax(dim=1).numpy()
+    assert tr.history_[tr.best_epoch_ - 1]["val_agreement"] == pytest.approx(float((bridged == own).mean()))
+    assert "val_agreement" not in _fit(data, BridgeConfig(epochs=1, batch_size=8, seed=1)).history_[0]
