@@ -22,15 +22,34 @@ _PUBLIC = {
     "PairedWindows": ".data.windows",
     "EncoderAdapter": ".models.base", "Position": ".models.base", "Stage": ".models.base",
     "resolve_device": ".device",
+    # data
+    "read_recording": ".data.readers", "read_recording_bytes": ".data.readers", "write_recording": ".data.readers",
+    "Manifest": ".data.manifest", "read_manifest": ".data.manifest", "write_manifest": ".data.manifest",
+    "Preprocessing": ".data.preprocess",
+    "make_paired_windows": ".data.pairing", "window_recording": ".data.pairing", "RecordingWindows": ".data.pairing",
+    "demo_manifest": ".data.demo", "eegmat_manifest": ".data.recipes", "cinc2015_manifest": ".data.recipes",
+    "assign_splits": ".data.splits", "grouped_folds": ".data.splits",
+    # models
+    "load_encoder": ".models.registry", "encoder_spec": ".models.registry", "list_encoders": ".models.registry",
+    "register_adapter": ".models.registry", "GenericAdapter": ".models.adapters.generic",
+    "TaskHead": ".models.heads", "train_task_head": ".models.heads", "pseudo_labels": ".models.heads",
+    "evaluate_head": ".models.heads",
+    "classification_metrics": ".metrics", "chance_metrics": ".metrics",
+    # alignment
+    "align": ".alignment", "AlignmentResult": ".alignment", "collect_features": ".alignment",
+    "linear_cka": ".alignment", "cka_matrix": ".alignment", "cka_maps": ".alignment",
+    "shuffled_baseline": ".alignment", "probe_scores": ".alignment",
+    # bridge, training, runs, inference, baselines
+    "BridgeConfig": ".bridge", "Bridge": ".bridge", "BridgedModel": ".bridge",
+    "BridgeTrainer": ".training",
+    "RunStore": ".runs.store", "save_bundle": ".runs.bundle", "load_bundle": ".runs.bundle",
+    "start_job": ".jobs", "job_state": ".jobs", "stop_job": ".jobs",
+    "predict_windows": ".inference.predict", "predict_recording": ".inference.predict",
+    "KDStudent": ".baselines.kd",
+    "PipelineConfig": ".pipeline", "run_pipeline": ".pipeline",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
-
-
-def _register(names: dict[str, str]) -> None:
-    """Add public names defined in submodules (used as the engine grows)."""
-    _PUBLIC.update(names)
-    __all__[:] = sorted(_PUBLIC) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
