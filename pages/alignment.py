@@ -24,7 +24,7 @@ if manifest_path:
                                         on_progress=progress_callback("Scoring layers…"))
         if res is None:
             st.info("Not computed yet for this dataset and these encoders (needs the task head from Models).",
-                    icon="ℹ️")
+                    icon=":material/info:")
         else:
             news, olds = list(res.new_positions), list(res.old_positions)
             i, j = news.index(res.new_position), olds.index(res.old_position)
@@ -37,7 +37,7 @@ if manifest_path:
             m4.metric("CKA vs shuffled pairs", f"{cka[i, j]:.3f}", delta=f"baseline {null[i, j]:.3f}",
                       delta_color="off")
             for note in res.notes or []:
-                st.caption(f"⚠️ {note}")
+                st.caption(f":material/warning: {note}")
             st.plotly_chart(plots.probe_bars(news, res.probe_f1, errors=res.probe_f1_std, best=i,
                                              chance=None, metric=f"CV macro-F1 ({res.probe_cv})"),
                             key="w_align_probe")

@@ -18,9 +18,15 @@ with boundary("Encoders"):
         new = encoder_picker("New encoder (the new signal)", key="w_models_new", current=state.get("new_encoder"),
                              options=options)
     state.update(old_encoder=old, new_encoder=new)
+    specs = (cache.encoder_spec(old), cache.encoder_spec(new))
+    if state.get("manifest_path"):  # channel-agnostic encoders take the active dataset's channels
+        try:
+            mp = state.get("manifest_path")
+            specs = cache.specs_for_manifest(cache.load_manifest(mp, state.mtime(mp)), old, new)
+        except Exception:  # noqa: BLE001 - a broken manifest is reported on the Data page
+            pass
     c1, c2 = st.columns(2)
-    for col, name in ((c1, old), (c2, new)):
-        spec = cache.encoder_spec(name)
+    for col, spec in zip((c1, c2), specs):
         col.caption(f"{spec.modality} · {spec.sfreq:g} Hz · {spec.window_s:g} s windows · "
                     f"{spec.n_chans or 'any number of'} channel(s) · {spec.normalisation}")
     with st.expander("All available encoders"):
@@ -41,9 +47,9 @@ if manifest_path:
         if st.button(label, type="secondary" if report else "primary", key="w_models_train_head"):
             report = actions.train_old_head(settings, device=state.device_arg(),
                                             on_progress=progress_callback("Training the task head…"))
-            st.success("Task head trained and saved.", icon="✅")
+            st.success("Task head trained and saved.", icon=":material/check_circle:")
         if report is None:
-            st.info("No task head for this dataset and old encoder yet.", icon="ℹ️")
+            st.info("No task head for this dataset and old encoder yet.", icon=":material/info:")
         else:
             splits = report.get("splits", {})
             tabs = st.tabs([f"{s} (n={v.get('n', '?')})" for s, v in splits.items()] or ["—"])

@@ -14,7 +14,7 @@ FILE_TYPES = ["edf", "bdf", "hea", "dat", "mat", "csv", "tsv", "parquet", "npz"]
 with boundary("Predict"):
     run = run_picker("Trained bridge run", key="w_predict_run", states=("completed", "stopped"))
     if run is None:
-        st.info("No trained bridge yet. Start one on the Train page.", icon="ℹ️")
+        st.info("No trained bridge yet. Start one on the Train page.", icon=":material/info:")
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
     enc = run.config.get("encoders", {})

@@ -16,7 +16,7 @@ with boundary("Runs"):
     runs = list_runs(state.run_root())
     st.caption(f"Folder: `{state.run_root()}` · {len(runs)} run(s)")
     if not runs:
-        st.info("No runs yet. Train a bridge on the Train page.", icon="ℹ️")
+        st.info("No runs yet. Train a bridge on the Train page.", icon=":material/info:")
         st.stop()
     runs_table(runs)
     by_id = {r.run_id: r for r in runs}
@@ -32,9 +32,9 @@ with tab_one, boundary("Run details"):
     state.put("active_run", rid)
     r = by_id[rid]
     if r.state == "failed":
-        st.error(f"This run failed: {r.message or 'no reason recorded'}", icon="❌")
+        st.error(f"This run failed: {r.message or 'no reason recorded'}", icon=":material/error:")
     elif r.is_active:
-        st.info(f"Running: {r.progress.get('message') or r.message}", icon="🔄")
+        st.info(f"Running: {r.progress.get('message') or r.message}", icon=":material/autorenew:")
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Settings**")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui import actions, plots, state
 from ui.errors import boundary, show_error
-from ui.runs_view import STATE_ICONS, list_runs, read_run
+from ui.runs_view import STATE_BADGES, list_runs, read_run
 from ui.widgets import need_dataset, page_header
 
 page_header("Train", "Only the bridge is trained; both encoders and the task head stay frozen. "
@@ -16,7 +16,7 @@ if manifest_path:
         settings = state.data_settings()
         positions = state.get("positions")
         if not positions:
-            st.info("Choose the read/write positions on the Alignment page first.", icon="ℹ️")
+            st.info("Choose the read/write positions on the Alignment page first.", icon=":material/info:")
             st.page_link("pages/alignment.py", label="Go to Alignment", icon=":material/grid_on:")
         else:
             st.markdown(f"`{settings['new_encoder']}` **{positions['read']}** → bridge → "
@@ -50,6 +50,7 @@ if manifest_path:
                                               seed=int(seed)), device=state.device_arg(), kd=kd)
                 state.put("active_run", run_id)
                 st.toast(f"Started run {run_id}")
+                st.rerun()  # redraw the sidebar and the run list with the new run
 
 
 @st.fragment(run_every=1.0)
@@ -65,7 +66,7 @@ def live_runs() -> None:
         with st.container(border=True):
             c1, c2 = st.columns([4, 1])
             prog = r.progress
-            c1.markdown(f"**{STATE_ICONS.get(r.state, '❔')} {r.run_id}** · {r.state}"
+            c1.markdown(f"{STATE_BADGES.get(r.state, STATE_BADGES['unknown'])} **{r.run_id}** · {r.state}"
                         + (f" · {r.message}" if r.message else ""))
             if r.is_active:
                 total = prog.get("total") or 0
@@ -77,7 +78,7 @@ def live_runs() -> None:
                     except Exception as exc:  # shown in place; the fragment keeps polling
                         show_error(exc, where="Stop")
             elif r.state == "failed":
-                st.error(f"Run failed: {r.message or 'no reason recorded'}", icon="❌")
+                st.error(f"Run failed: {r.message or 'no reason recorded'}", icon=":material/error:")
             if r.history:
                 st.plotly_chart(plots.loss_curves(read_run(r.path).history), key=f"w_train_curve_{r.run_id}")
 

@@ -68,17 +68,64 @@ def manifest_rows(manifest: Any) -> list[dict]:
 
 
 def manifest_for_files(files: Sequence[Path], *, subject: str, old_channels: Sequence[str],
-                       new_channels: Sequence[str], label: str = "") -> Path:
-    """Write a one-row manifest for uploaded recordings (one file with both signals, or two files)."""
-    write_manifest = engine("data.manifest", "write_manifest", feature="Writing manifests")
-    if not old_channels or not new_channels:
-        raise ManifestError("Choose at least one channel for the old and for the new signal.")
+                       new_channels: Sequence[str], label: str = "", label_source: str = "fixed",
+                       annotation_map: dict | None = None, label_table: Any = None) -> Any:
+    """Manifest for one upload with both signals, or two synchronised files (old first).
+
+    ``label_source``: ``"fixed"`` (the typed ``label``), ``"annotations"``, ``"table"`` or ``"none"``.
+    Returns the engine's ``UploadManifest`` (``.path``, ``.rows``, ``.notes``).
+    """
     files = [Path(f).resolve() for f in files]
-    row: dict[str, Any] = {"subject": subject.strip() or files[0].stem, "old_channels": list(old_channels),
-                           "new_channels": list(new_channels), "label": label.strip()}
-    if len(files) == 1:
-        row["path"] = str(files[0])
-    else:
-        row["old_path"], row["new_path"] = str(files[0]), str(files[1])
-    folder = state.workspace("manifests", state.fingerprint(row))
-    return Path(write_manifest([row], folder / "manifest.csv"))
+    return manifest_for_uploads(files[:1], new_files=files[1:2] or None, subject=subject.strip() or files[0].stem,
+                                old_channels=old_channels, new_channels=new_channels, label_source=label_source,
+                                label=label, annotation_map=annotation_map, label_table=label_table)
+
+
+def manifest_for_uploads(files: Sequence[Path], **kw: Any) -> Any:
+    """``data.uploads.manifest_from_files`` written into a workspace folder keyed by files and settings."""
+    fn = engine("data.uploads", "manifest_from_files", feature="Building manifests from uploads")
+    files = [Path(f).resolve() for f in files]
+    table = kw.get("label_table")
+    key = state.fingerprint([str(f) for f in files], [state.mtime(f) for f in files],
+                            {k: v for k, v in kw.items() if k != "label_table"},
+                            None if table is None else table.to_dict("list"))
+    folder = state.workspace("manifests", key)
+    return fn(files, out_path=folder / "manifest.csv", segments_dir=folder / "segments", **kw)
+
+
+def parse_label_map(text: str) -> dict[str, str] | None:
+    """``"_1=rest, _2=task"`` -> ``{"_1": "rest", "_2": "task"}`` (None for blank text)."""
+    if not (text or "").strip():
+        return None
+    return engine("data.uploads", "parse_label_map", feature="Label mappings")(text)
+
+
+def read_label_table(filename: str, data: bytes) -> Any:
+    """An uploaded label CSV (``file,label[,label_start,label_end]``) as the engine reads it."""
+    fn = engine("data.uploads", "read_label_table", feature="Label tables")
+    return fn(data, name=filename)
+
+
+def upload_plan(names: Sequence[str], *, subject_pattern: str, label_source: str,
+                label_map: dict | None = None, label_table: Any = None) -> list[dict]:
+    """Preview rows (file, subject, label) before the manifest is written; problems shown per file."""
+    subject_from_name, label_from_name = engine("data.uploads", "subject_from_name", "label_from_name",
+                                                feature="Building manifests from uploads")
+    rows = []
+    for name in names:
+        try:
+            subject = subject_from_name(name, subject_pattern)
+        except ManifestError as exc:
+            subject = f"✗ {exc}"
+        if label_source == "filename":
+            label = label_from_name(name, label_map or {}) or "— (unlabelled)"
+        elif label_source == "table" and label_table is not None:
+            stem = Path(name).stem
+            hit = label_table[(label_table["file"] == name) | (label_table["file"] == stem)]
+            label = ", ".join(dict.fromkeys(hit["label"])) if len(hit) else "— (not in the table)"
+        elif label_source == "annotations":
+            label = "from the file's annotations"
+        else:
+            label = "— (unlabelled)"
+        rows.append({"file": name, "subject": subject, "label": label})
+    return rows

@@ -68,15 +68,16 @@ def show_error(exc: BaseException, *, where: str = "") -> None:
     """Render one exception the way the boundary would."""
     prefix = f"{where}: " if where else ""
     if isinstance(exc, EngineUnavailable):
-        st.info(f"{prefix}{exc} The page will light up once that piece of the engine lands.", icon="🧩")
+        st.info(f"{prefix}{exc} The page will light up once that piece of the engine lands.",
+                icon=":material/extension:")
     elif isinstance(exc, BioXError):
-        st.error(f"{prefix}{exc}", icon="⚠️")
+        st.error(f"{prefix}{exc}", icon=":material/warning:")
     else:
         log.exception("unexpected error in the app", exc_info=exc)
         st.error(
             f"{prefix}Something went wrong inside the Studio ({type(exc).__name__}: {exc}). "
             "This is a bug, not a problem with your data; the details below help to report it.",
-            icon="🛑",
+            icon=":material/report:",
         )
         with st.expander("Technical details (traceback)"):
             st.code("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), language="text")

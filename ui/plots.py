@@ -49,8 +49,10 @@ def aligned_signals(signals: Sequence[tuple[str, np.ndarray, float]], *, t0_s: f
     for i, (label, y, sfreq) in enumerate(signals):
         idx, yy = downsample_minmax(np.asarray(y), max_points)
         t = t0_s + idx / float(sfreq)
-        fig.add_trace(go.Scattergl(x=t, y=yy, mode="lines", name=label, line=dict(width=1, color=PALETTE[i % len(PALETTE)]),
-                                   hovertemplate="%{x:.2f} s<br>%{y:.3g}<extra>" + label + "</extra>"),
+        # SVG, not WebGL: browsers cap WebGL contexts and blank some of many stacked gl subplots
+        fig.add_trace(go.Scatter(x=t, y=yy, mode="lines", name=label,
+                                 line=dict(width=1, color=PALETTE[i % len(PALETTE)]),
+                                 hovertemplate="%{x:.2f} s<br>%{y:.3g}<extra>" + label + "</extra>"),
                       row=i + 1, col=1)
         if units and i < len(units) and units[i]:
             fig.update_yaxes(title_text=units[i], row=i + 1, col=1)
@@ -76,6 +78,8 @@ def cka_heatmap(matrix: np.ndarray, row_names: Sequence[str], col_names: Sequenc
     y_idx = list(range(len(row_names)))
     x_idx = list(range(len(col_names)))
     text = [[f"{v:.3f}" if np.isfinite(v) else "" for v in row] for row in z]
+    if selected is not None:  # star the chosen cell in its own label (an annotation would cover the cell above)
+        text[selected[0]][selected[1]] = "★ " + text[selected[0]][selected[1]]
     fig = go.Figure(go.Heatmap(
         z=z, x=x_idx, y=y_idx, colorscale="Viridis", zmin=zmin, zmax=zmax, colorbar=dict(title="CKA"),
         customdata=[[[r, c] for c in col_names] for r in row_names],
@@ -88,7 +92,6 @@ def cka_heatmap(matrix: np.ndarray, row_names: Sequence[str], col_names: Sequenc
     if selected is not None:
         i, j = selected
         _cell_box(fig, i, j, "#d62728", width=3)
-        fig.add_annotation(x=j, y=i, text="★", showarrow=False, font=dict(color="white", size=18), yshift=12)
     sub = f" (shuffled-pairs baseline {baseline:.3f})" if baseline is not None and np.isfinite(baseline) else ""
     fig.update_layout(**LAYOUT, title=title + sub, height=max(320, 60 + 28 * len(row_names)))
     fig.update_xaxes(title_text=col_title, tickmode="array", tickvals=x_idx, ticktext=list(col_names), tickangle=-45)
@@ -173,7 +176,7 @@ def prediction_timeline(signal: np.ndarray, sfreq: float, start_s: Sequence[floa
     proba = np.asarray(proba, dtype=float)
     start_s = np.asarray(start_s, dtype=float)
     pred = proba.argmax(axis=1) if proba.size else np.zeros(0, int)
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.5, 0.15, 0.35],
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.09, row_heights=[0.5, 0.15, 0.35],
                         subplot_titles=[signal_name, "predicted class", "class probability"])
     idx, yy = downsample_minmax(np.asarray(signal).ravel(), max_points)
     fig.add_trace(go.Scattergl(x=idx / float(sfreq), y=yy, mode="lines", line=dict(width=1, color="#444"),
@@ -187,8 +190,8 @@ def prediction_timeline(signal: np.ndarray, sfreq: float, start_s: Sequence[floa
                                  customdata=proba[sel, c],
                                  hovertemplate=f"{name}<br>p=%{{customdata:.2f}}<extra></extra>"), row=2, col=1)
         fig.add_trace(go.Scatter(x=start_s + window_s / 2, y=proba[:, c], mode="lines+markers", marker=dict(size=3),
-                                 line=dict(color=color, shape="hv"), name=f"p({name})", legendgroup=str(name),
-                                 showlegend=False), row=3, col=1)
+                                 line=dict(color=color, shape="hv"), name=str(name), legendgroup=str(name),
+                                 showlegend=not sel.any()), row=3, col=1)  # every class in the legend
     if true_labels is not None:
         fig.add_trace(go.Scatter(x=start_s + window_s / 2, y=[1.15] * len(start_s), mode="markers",
                                  marker=dict(symbol="line-ns-open", color="black"), text=list(true_labels),

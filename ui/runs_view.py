@@ -18,7 +18,12 @@ from typing import Any
 
 RUN_FILES = ("config.json", "status.json", "history.json", "metrics.json", "report.json")
 STATES = ("queued", "running", "completed", "failed", "stopped")
-STATE_ICONS = {"queued": "⏳", "running": "🔄", "completed": "✅", "failed": "❌", "stopped": "⏹️", "unknown": "❔"}
+#: plain-text state marks (dataframe cells, select labels): glyphs every system font has, no emoji font needed
+STATE_ICONS = {"queued": "◷", "running": "↻", "completed": "✓", "failed": "✗", "stopped": "■", "unknown": "?"}
+#: the same for Markdown (Streamlit's bundled Material icons, coloured)
+STATE_BADGES = {"queued": ":gray[:material/schedule:]", "running": ":blue[:material/autorenew:]",
+                "completed": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
+                "stopped": ":orange[:material/stop_circle:]", "unknown": ":gray[:material/help:]"}
 
 
 def _read(path: Path, default: Any) -> Any:
@@ -68,7 +73,7 @@ class RunView:
     def label(self) -> str:
         enc = self.config.get("encoders") or {}
         pair = f"{enc.get('old', '?')} → {enc.get('new', '?')}" if enc else ""
-        return f"{STATE_ICONS.get(self.state, '❔')} {self.run_id}" + (f"  ·  {pair}" if pair else "")
+        return f"{STATE_ICONS.get(self.state, '?')} {self.run_id}" + (f"  ·  {pair}" if pair else "")
 
 
 def is_run_dir(path: Path) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ DEMOS = {
 
 DEFAULTS: dict[str, Any] = {
     "device": "auto",             # "auto" | "cpu" | "cuda"
-    "run_root": "runs",           # run-store folder (relative to the repo root unless absolute)
-    "data_source": "demo",        # "demo" | "upload-one" | "upload-two" | "upload-zip" | "server"
+    "run_root": os.environ.get("BIOXBRIDGE_RUNS") or "runs",  # run store (relative to the repo root unless absolute)
+    "data_source": "demo",        # "demo" | "upload-many" | "upload-one" | "upload-two" | "upload-zip" | "server"
     "demo_kind": "ecg-ppg",
     "manifest_path": None,        # active dataset: path of a manifest CSV
     "dataset_label": None,        # short human name of the active dataset
@@ -38,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "active_run": None,           # run id
     "positions": None,            # {"read": str, "write": str} chosen on the Alignment page
     "predict_request": None,      # {"run", "file", "channels"} of the last prediction asked for
+    "data_notes": None,           # {"manifest": path, "notes": [str]} from building a manifest of uploads
 }
 
 PERSISTED = tuple(DEFAULTS)

@@ -103,7 +103,8 @@ def need_dataset() -> str | None:
     path = state.get("manifest_path")
     if path:
         return str(path)
-    st.info("No dataset is active yet. Choose the built-in demo or your own recordings on the Data page.", icon="📂")
+    st.info("No dataset is active yet. Choose the built-in demo or your own recordings on the Data page.",
+            icon=":material/folder_open:")
     st.page_link("pages/data.py", label="Go to Data", icon=":material/monitor_heart:")
     return None
 
@@ -117,7 +118,7 @@ def runs_table(runs: Sequence[RunView]) -> None:
         total = prog.get("total") or 0
         rows.append({
             "run": r.run_id,
-            "state": f"{STATE_ICONS.get(r.state, '❔')} {r.state}",
+            "state": f"{STATE_ICONS.get(r.state, '?')} {r.state}",
             "old → new": f"{enc.get('old', '?')} → {enc.get('new', '?')}" if enc else "",
             "progress": (prog.get("step", 0) / total) if total else None,
             "message": r.message,

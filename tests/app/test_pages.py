@@ -232,3 +232,198 @@ def test_demo_flow_models_alignment_train_page(tmp_path):
     assert not _problems(at), _problems(at)
     labels = [m.label for m in at.metric]
     assert "Bridge trainable parameters" in labels
+
+
+# -- several uploaded files, label sources ------------------------------------------------------------------
+EEGMAT = REPO / "tests" / "fixtures" / "eegmat"
+EEG_CHANNELS = ["EEG Fp1", "EEG F3", "EEG F4", "EEG C3", "EEG C4", "EEG O1"]
+
+
+@pytest.fixture
+def eegmat_files() -> list[Path]:
+    files = sorted(EEGMAT.glob("*.edf"))
+    if len(files) != 8:
+        pytest.skip("eegmat fixtures missing")
+    return files
+
+
+def _upload_many(tmp_path: Path, files: list[Path]) -> AppTest:
+    """Data page, 'several files' source, eegmat files uploaded, EEG (old) -> ECG (new) chosen."""
+    at = _app(tmp_path, data_source="upload-many")
+    at.switch_page("pages/data.py").run()
+    at.file_uploader(key="w_data_upload-many").set_value(
+        [(f.name, f.read_bytes(), "application/octet-stream") for f in files]).run()
+    at.selectbox(key="w_data_old_select").set_value("builtin:eeg").run()
+    at.selectbox(key="w_data_new_select").set_value("builtin:ecg").run()
+    assert not _problems(at), _problems(at)
+    return at
+
+
+def _active_manifest(at: AppTest):
+    from bioxbridge_core.data.manifest import read_manifest
+
+    return read_manifest(at.session_state["manifest_path"])
+
+
+def test_data_page_several_files_subject_and_label_from_names(tmp_path, eegmat_files):
+    at = _upload_many(tmp_path, eegmat_files)
+    assert at.multiselect(key="w_data_old_channels_eeg").value == EEG_CHANNELS
+    assert at.multiselect(key="w_data_new_channels_ecg").value == ["ECG ECG"]
+    assert at.selectbox(key="w_data_label_source").value == "filename"
+    plan = at.dataframe[0].value
+    assert list(plan["subject"]) == [f.stem.rsplit("_", 1)[0] for f in eegmat_files]
+    assert list(plan["label"]) == ["rest", "task"] * 4
+    at.text_input(key="w_data_label_map").set_value("_1=rest").run()  # the mapping is editable
+    assert list(at.dataframe[0].value["label"])[:2] == ["rest", "— (unlabelled)"]
+    at.text_input(key="w_data_label_map").set_value("_1=rest, _2=task").run()
+    at.button(key="w_data_use_upload").click().run()
+    assert not _problems(at), _problems(at)
+    man = _active_manifest(at)
+    assert man.subjects == ["Subject00", "Subject01", "Subject02", "Subject03"] and man.label_names == ["rest", "task"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Windows"] == "32" and metrics["Labelled"] == "32" and metrics["Classes"] == "2"
+    assert at.session_state["old_encoder"] == "builtin:eeg" and at.session_state["new_encoder"] == "builtin:ecg"
+
+
+def test_data_page_subject_pattern_is_editable_and_errors_are_readable(tmp_path, eegmat_files):
+    at = _upload_many(tmp_path, eegmat_files[:2])
+    at.text_input(key="w_data_subject_pattern").set_value(r"Subject(\d+)_\d").run()
+    assert list(at.dataframe[0].value["subject"]) == ["00", "00"]
+    at.text_input(key="w_data_subject_pattern").set_value(r"P\d+").run()
+    at.button(key="w_data_use_upload").click().run()
+    assert not _problems(at), _problems(at)
+    assert any("Subject00_1.edf" in e.value and "does not match" in e.value for e in at.error)
+    assert at.session_state["manifest_path"] is None
+
+
+def test_data_page_label_csv_source(tmp_path, eegmat_files):
+    at = _upload_many(tmp_path, eegmat_files)
+    at.selectbox(key="w_data_label_source").set_value("table").run()
+    lines = ["file,label,label_start,label_end"] + [f"{f.name},{'rest' if f.stem.endswith('1') else 'task'},,"
+                                                    for f in eegmat_files]
+    lines[3] = "Subject01_1.edf,rest,0,20"  # a labelled span: the rest of that file is unlabelled pair data
+    table = "\n".join(lines).encode()
+    at.file_uploader(key="w_data_label_csv").set_value(("labels.csv", table, "text/csv")).run()
+    assert not _problems(at), _problems(at)
+    assert list(at.dataframe[0].value["label"]) == ["rest", "task"] * 4
+    at.button(key="w_data_use_upload").click().run()
+    assert not _problems(at), _problems(at)
+    man = _active_manifest(at)
+    spans = man.table.set_index("subject")
+    assert man.label_names == ["rest", "task"]
+    assert (man.table["label_end"] == 20.0).sum() == 1  # the span of Subject01_1 was kept
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Labelled"]) == 32 - 2 and int(metrics["Windows"]) == 32
+    assert len(spans) == 8
+
+
+def test_data_page_one_file_label_from_annotations(tmp_path, eegmat_files):
+    from bioxbridge_core.data.readers import read_recording, write_recording
+    from bioxbridge_core.data.recording import Annotation
+
+    rec = read_recording(eegmat_files[0])
+    rec.annotations = [Annotation(0.0, 20.0, "rest"), Annotation(20.0, 20.0, "task")]
+    edf = write_recording(rec, tmp_path / "P07_night.edf")
+    at = _app(tmp_path, data_source="upload-one", old_encoder="builtin:eeg", new_encoder="builtin:ecg")
+    at.switch_page("pages/data.py").run()
+    at.file_uploader(key="w_data_upload-one").set_value(("P07_night.edf", edf.read_bytes(), "application/octet-stream"))
+    at.run()
+    assert at.selectbox(key="w_data_label_source").value == "fixed"  # typed label by default
+    at.selectbox(key="w_data_label_source").set_value("annotations").run()
+    at.text_input(key="w_data_subject").set_value("P07")
+    at.button(key="w_data_use_upload").click().run()
+    assert not _problems(at), _problems(at)
+    man = _active_manifest(at)
+    assert sorted(man.table["label"]) == ["rest", "task"] and set(man.table["subject"]) == {"P07"}
+    assert any("cut into 2 segment" in i.value for i in at.info)  # the note is shown
+    # one subject cannot fill the train/pair/test splits: a readable error in the Windows section, no crash
+    assert any("Windows" in e.value for e in at.error) or {m.label: m.value for m in at.metric}.get("Labelled") == "4"
+
+
+def test_data_page_typed_label_still_works_for_one_file(tmp_path, manifest):
+    data = (FIXTURES / "v100s.hea")
+    from bioxbridge_core.data.readers import read_recording, write_recording
+
+    npz = write_recording(read_recording(data), tmp_path / "v100s.npz")
+    at = _app(tmp_path, data_source="upload-one")
+    at.switch_page("pages/data.py").run()
+    at.file_uploader(key="w_data_upload-one").set_value(("v100s.npz", npz.read_bytes(), "application/octet-stream"))
+    at.run()
+    at.text_input(key="w_data_label").set_value("false")
+    at.button(key="w_data_use_upload").click().run()
+    assert not _problems(at), _problems(at)
+    man = _active_manifest(at)
+    assert list(man.table["label"]) == ["false"] and man.table.iloc[0]["subject"] == "v100s"
+    assert list(man.table.iloc[0]["old_channels"]) == ["II"] and list(man.table.iloc[0]["new_channels"]) == ["PLETH"]
+
+
+# -- concurrency and navigation during training ---------------------------------------------------------------
+POSITIONS = {"read": "layer2.0", "write": "blocks.4"}
+
+
+def _chart_points(at: AppTest, key: str) -> int | None:
+    """Number of x values of the first trace of the plotly chart with this widget key (None: not shown)."""
+    import json
+
+    for el in at.get("plotly_chart"):
+        if el.proto.id.endswith(key):
+            return len(json.loads(el.proto.spec)["data"][0]["x"])
+    return None
+
+
+def _wait_done(status: Path, timeout_s: float = 240.0) -> str:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        text = status.read_text()
+        if any(f'"{s}"' in text for s in ("completed", "failed", "stopped")):
+            return text
+        time.sleep(0.5)
+    return status.read_text()
+
+
+@pytest.mark.slow
+def test_two_sessions_train_at_once_and_switching_pages_loses_nothing(tmp_path, manifest):
+    import json
+
+    sessions = [_app(tmp_path, data_source="server", manifest_path=str(manifest), positions=dict(POSITIONS))
+                for _ in range(2)]
+    a, b = sessions
+    a.switch_page("pages/models.py").run()
+    a.button(key="w_models_train_head").click().run()  # the head is on disk: session b finds it
+    assert not _problems(a), _problems(a)
+    plan = {0: (2, 11), 1: (3, 22)}  # epochs, seed per session
+    for i, at in enumerate(sessions):
+        at.switch_page("pages/train.py").run()
+        at.number_input(key="w_train_epochs").set_value(plan[i][0])
+        at.number_input(key="w_train_seed").set_value(plan[i][1]).run()
+    for at in sessions:  # start both before either can finish
+        at.button(key="w_train_start").click().run()
+        assert not _problems(at), _problems(at)
+    ids = [at.session_state["active_run"] for at in sessions]
+    assert ids[0] and ids[1] and ids[0] != ids[1]
+
+    # session a wanders off while both train, then comes back: same run, nothing lost
+    for page in ("runs", "models", "alignment", "home", "train"):
+        a.switch_page(f"pages/{page}.py").run()
+        assert not _problems(a), (page, _problems(a))
+        assert a.session_state["active_run"] == ids[0]
+    assert any(ids[0] in m.value for m in a.markdown)
+
+    for i, (at, rid) in enumerate(zip(sessions, ids)):
+        run = tmp_path / "runs" / rid
+        assert '"completed"' in _wait_done(run / "status.json"), (run / "log.txt").read_text()[-2000:]
+        history = json.loads((run / "history.json").read_text())
+        assert [h["epoch"] for h in history] == list(range(1, plan[i][0] + 1))  # its own epochs, nobody else's
+        assert json.loads((run / "config.json").read_text())["seed"] == plan[i][1]
+    for i, (at, rid) in enumerate(zip(sessions, ids)):
+        at.run()
+        assert at.session_state["active_run"] == rid
+        assert any(rid in m.value and "completed" in m.value for m in at.markdown)
+        assert _chart_points(at, f"w_train_curve_{rid}") == plan[i][0]
+        at.switch_page("pages/runs.py").run()
+        at.switch_page("pages/train.py").run()  # away and back: the same run and curve
+        assert not _problems(at), _problems(at)
+        assert at.session_state["active_run"] == rid
+        assert _chart_points(at, f"w_train_curve_{rid}") == plan[i][0]
+        other = ids[1 - i]
+        assert _chart_points(at, f"w_train_curve_{other}") == plan[1 - i][0]  # the shared store shows both

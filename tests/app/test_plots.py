@@ -31,6 +31,7 @@ def test_cka_heatmap_marks_selected_cell_and_stage1_row():
     cell = [s for s in rects if s.x1 - s.x0 == 1][0]
     assert (cell.x0, cell.y0) == (1.5, 0.5)
     assert "0.050" in fig.layout.title.text
+    assert fig.data[0].text[1][2].startswith("★") and not fig.data[0].text[0][2].startswith("★")
     assert "CKA" in fig.data[0].hovertemplate
     with pytest.raises(ValueError):
         plots.cka_heatmap(z, ["a"], ["w"])
