@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from bioxbridge_core import BridgeConfig
 from ui import actions, plots, state
 from ui.errors import boundary, show_error
 from ui.runs_view import STATE_BADGES, list_runs, read_run
@@ -21,16 +22,17 @@ if manifest_path:
         else:
             st.markdown(f"`{settings['new_encoder']}` **{positions['read']}** → bridge → "
                         f"`{settings['old_encoder']}` **{positions['write']}**")
+            d = BridgeConfig()  # the engine's defaults are the page's defaults
             c1, c2, c3, c4 = st.columns(4)
-            rank = c1.number_input("Rank r", 1, 4096, 8, key="w_train_rank")
-            n_proto = c2.number_input("Prototypes Np", 1, 100000, 50, key="w_train_prototypes")
+            rank = c1.number_input("Rank r", 1, 4096, d.rank, key="w_train_rank")
+            n_proto = c2.number_input("Prototypes Np", 1, 100000, d.n_prototypes, key="w_train_prototypes")
             init = c3.selectbox("Prototype init", ["tokens", "normal"], key="w_train_init",
                                 help="tokens: real old-layer tokens from the pairs; normal: N(0, 1).")
             loss = c4.selectbox("Loss", ["cosine", "mse", "l1"], key="w_train_loss")
             c1, c2, c3, c4 = st.columns(4)
-            lr = c1.number_input("Learning rate", 1e-7, 1.0, 1e-4, format="%.0e", key="w_train_lr")
-            epochs = c2.number_input("Epochs", 1, 10000, 50, key="w_train_epochs")
-            batch = c3.number_input("Batch size", 1, 4096, 16, key="w_train_batch")
+            lr = c1.number_input("Learning rate", 1e-7, 1.0, d.lr, format="%.0e", key="w_train_lr")
+            epochs = c2.number_input("Epochs", 1, 10000, d.epochs, key="w_train_epochs")
+            batch = c3.number_input("Batch size", 1, 4096, d.batch_size, key="w_train_batch")
             seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="w_train_seed")
             kd = st.checkbox("Also train the KD student baseline (much larger)", key="w_train_kd")
             m1, m2 = st.columns(2)
