@@ -41,9 +41,23 @@ StepFn = Callable[[dict], None]
 ProgressFn = Callable[[int, int, str], None]
 
 
-def per_sample_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Loss per window at the old model's last layer: ``1 - cos`` of flattened outputs, MSE or L1."""
+def target_stats(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of every flattened last-layer feature over the training pairs (for ``target_norm``)."""
+    flat = target.flatten(1).float()
+    mean, std = flat.mean(dim=0), flat.std(dim=0)
+    return mean, std.clamp_min(1e-3 * float(std.mean()) + 1e-8)
+
+
+def per_sample_loss(pred: torch.Tensor, target: torch.Tensor, kind: str,
+                    stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Loss per window at the old model's last layer: ``1 - cos`` of flattened outputs, MSE or L1.
+
+    With ``stats`` (mean, std per flattened feature), both sides are standardised first.
+    """
     p, t = pred.flatten(1), target.flatten(1)
+    if stats is not None:
+        mean, std = stats
+        p, t = (p - mean) / std, (t - mean) / std
     if kind == "cosine":
         return 1.0 - F.cosine_similarity(p, t, dim=1, eps=1e-8)
     if kind == "mse":
@@ -173,6 +187,9 @@ class BridgeTrainer:
                     cfg.n_prototypes, bridge.d_new, bridge.n_tokens_old, bridge.d_old, bridge.out_layout,
                     len(train_idx), len(val_idx))
         optimizer = torch.optim.Adam(bridge.parameters(), lr=cfg.lr)
+        stats = None
+        if cfg.target_norm == "standardise":
+            stats = tuple(t.to(device) for t in target_stats(cache.target[torch.as_tensor(train_idx)]))
         gen = torch.Generator().manual_seed(cfg.seed)
         l_idx = old_pos.index
 
@@ -186,7 +203,7 @@ class BridgeTrainer:
             total = 0.0
             for s in range(0, len(idx), max(cfg.batch_size, cfg.feature_batch_size)):
                 b = idx[s: s + max(cfg.batch_size, cfg.feature_batch_size)]
-                total += float(per_sample_loss(predict(b), cache.target[b].to(device), cfg.loss).sum())
+                total += float(per_sample_loss(predict(b), cache.target[b].to(device), cfg.loss, stats).sum())
             return total / len(idx)
 
         last_layout = old_encoder.positions[-1].out_layout
@@ -239,7 +256,7 @@ class BridgeTrainer:
                     if stop():
                         raise StopRequested(f"stop requested during epoch {epoch}")
                     b = train_idx[perm[step * cfg.batch_size: (step + 1) * cfg.batch_size]]
-                    loss = per_sample_loss(predict(b), cache.target[b].to(device), cfg.loss).mean()
+                    loss = per_sample_loss(predict(b), cache.target[b].to(device), cfg.loss, stats).mean()
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

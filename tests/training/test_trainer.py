@@ -34,7 +34,7 @@ def _state(enc):
 
 @pytest.mark.parametrize("loss", ["cosine", "mse", "l1"])
 def test_training_lowers_the_loss(data, loss):
-    tr = _fit(data, BridgeConfig(epochs=15, batch_size=8, lr=1e-2, loss=loss, seed=1))
+    tr = _fit(data, BridgeConfig(epochs=15, batch_size=8, lr=1e-2, loss=loss, seed=1, target_norm="none"))
     assert len(tr.history_) == 15
     assert tr.best_val_loss_ < tr.initial_loss_["val"]
     assert tr.history_[-1]["train_loss"] < tr.initial_loss_["train"]
@@ -196,3 +196,40 @@ def test_val_agreement_with_the_old_model_is_reported_per_epoch(data):
         own = head(old.last_tokens(torch.from_numpy(x_old[val]))).argmax(dim=1).numpy()
     assert tr.history_[tr.best_epoch_ - 1]["val_agreement"] == pytest.approx(float((bridged == own).mean()))
     assert "val_agreement" not in _fit(data, BridgeConfig(epochs=1, batch_size=8, seed=1)).history_[0]
+
+
+def test_training_lowers_the_standardised_loss(data):
+    tr = _fit(data, BridgeConfig(epochs=15, batch_size=8, lr=1e-2, seed=1))
+    assert tr.config_.target_norm == "standardise"
+    assert tr.history_[-1]["train_loss"] < tr.initial_loss_["train"]
+
+
+def test_standardised_loss_ignores_what_every_window_shares():
+    from bioxbridge_core.training.trainer import per_sample_loss, target_stats
+
+    g = torch.Generator().manual_seed(0)
+    common = 10 * torch.randn(1, 6, 4, generator=g)
+    target = common + 0.1 * torch.randn(32, 6, 4, generator=g)
+    stats = target_stats(target)
+    assert torch.allclose(stats[0], target.flatten(1).mean(0))
+    assert torch.allclose(stats[1], target.flatten(1).std(0))
+    mean_only = common.expand(32, 6, 4)
+    # raw cosine: predicting the shared part already looks almost perfect ...
+    assert per_sample_loss(mean_only, target, "cosine").mean() < 0.01
+    # ... standardised, it explains nothing (cosine of ~0 vs the window's own deviation)
+    assert per_sample_loss(mean_only, target, "cosine", stats).mean() > 0.9
+    assert per_sample_loss(target, target, "cosine", stats).max() < 1e-5
+
+
+def test_target_norm_none_is_the_papers_raw_loss(data):
+    tr_raw = _fit(data, BridgeConfig(epochs=2, batch_size=8, seed=1, target_norm="none"))
+    x_old, _, _, _ = data
+    enc = tokens_encoder()
+    with torch.no_grad():
+        target = enc(torch.from_numpy(x_old))
+    from bioxbridge_core.training.trainer import per_sample_loss
+
+    # the zero bridge's initial loss is the raw 1 - cos between old(l <- 0) and the targets
+    assert tr_raw.initial_loss_["train"] == pytest.approx(float(per_sample_loss(
+        enc.forward_from(torch.zeros(len(x_old), *enc.position("blocks.1").in_shape), "blocks.1")[tr_raw.train_index_],
+        target[tr_raw.train_index_], "cosine").mean()), rel=1e-4)
