@@ -14,6 +14,7 @@ from ..errors import ConfigError
 
 PROTOTYPE_INITS = ("tokens", "normal")
 LOSSES = ("cosine", "mse", "l1")
+TARGET_NORMS = ("standardise", "none")
 
 #: field -> constraint: ("int"|"float", low, high, low_inclusive) or ("option", allowed)
 CONSTRAINTS: dict[str, tuple] = {
@@ -21,6 +22,7 @@ CONSTRAINTS: dict[str, tuple] = {
     "n_prototypes": ("int", 1, 100_000, True),
     "prototype_init": ("option", PROTOTYPE_INITS),
     "loss": ("option", LOSSES),
+    "target_norm": ("option", TARGET_NORMS),
     "lr": ("float", 0.0, 1.0, False),
     "epochs": ("int", 1, 100_000, True),
     "batch_size": ("int", 1, 1_000_000, True),
@@ -40,7 +42,16 @@ class BridgeConfig:
     n_prototypes : Np, prototype vectors in the old layer's space.
     prototype_init : ``"tokens"`` (Np real old-layer tokens from the paired data) or ``"normal"`` (N(0, 1)).
     loss : ``"cosine"`` (1 - cos at the old model's last layer), ``"mse"`` or ``"l1"``.
-    lr : Adam learning rate (constant).
+    target_norm : ``"standardise"`` (default) compares prediction and target after z-scoring every
+        flattened last-layer feature with the mean and std of the training pairs' targets;
+        ``"none"`` compares raw outputs as the paper does. Why: in small encoders most of the
+        last-layer output is the same for every window (two different windows of the demo have
+        cosine ~0.73), so the raw cosine is minimised by predicting that common part and the
+        bridge collapses to one class; standardising weights the between-window variation that
+        the task head reads (measured in bench/RESULTS.md). Needs no labels.
+    lr : Adam learning rate (constant). Default 1e-3: at CPU scale (tens to thousands of pairs,
+        tens of epochs) 1e-4 under-trains; the paper's 1e-6...1e-4 was for GPU-scale data and
+        50-100 epochs. Overfitting is caught by the best-epoch rule on pair-val (bench/RESULTS.md).
     epochs : passes over the training pairs.
     batch_size : pairs per step.
     seed : seeds initialisation, prototype sampling, the pair-val split and batch order.
@@ -52,7 +63,8 @@ class BridgeConfig:
     n_prototypes: int = 50
     prototype_init: str = "tokens"
     loss: str = "cosine"
-    lr: float = 1e-4
+    target_norm: str = "standardise"
+    lr: float = 1e-3
     epochs: int = 50
     batch_size: int = 16
     seed: int = 0

@@ -35,6 +35,14 @@ def test_defaults_follow_the_method():
     assert cfg.prototype_init in ("tokens", "normal")
 
 
+def test_default_lr_is_the_cpu_scale_one_and_within_constraints():
+    # 1e-3 (not the paper's 1e-6...1e-4): CPU-scale pair sets and tens of epochs; see bench/RESULTS.md
+    cfg = BridgeConfig()
+    kind, low, high, low_inclusive = CONSTRAINTS["lr"]
+    assert cfg.lr == pytest.approx(1e-3)
+    assert low < cfg.lr <= high and isinstance(cfg.lr, float)
+
+
 def test_round_trip_and_unknown_key():
     cfg = BridgeConfig(rank=4, n_prototypes=7, loss="l1", lr=3e-3, epochs=3, seed=5, val_fraction=0.0)
     assert BridgeConfig.from_dict(cfg.to_dict()) == cfg
