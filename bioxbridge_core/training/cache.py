@@ -80,7 +80,8 @@ def compute_cache(old_encoder: EncoderAdapter, new_encoder: EncoderAdapter, x_ol
             wanted.setdefault(int(win), []).append(int(tok))  # type: ignore[arg-type]
     picked: list[torch.Tensor] = []
 
-    zs, targets = [], []
+    zs: list[torch.Tensor] = []
+    target: torch.Tensor | None = None  # filled in place: holding batches and a concatenated copy doubles the peak
     batches = list(iter_batches(n, batch_size))
     for i, sl in enumerate(batches):
         zs.append(pool(new_encoder.forward_until(x_new_t[sl].to(dev_new), new_pos.index), new_pos.out_layout).float().cpu())
@@ -92,10 +93,12 @@ def compute_cache(old_encoder: EncoderAdapter, new_encoder: EncoderAdapter, x_ol
                     for t in wanted.get(b, ()):
                         picked.append(tok[b - sl.start, t].float().cpu())
             h = st.module(h)
-        targets.append(h.float().cpu())
+        if target is None:
+            target = torch.empty((n, *h.shape[1:]), dtype=torch.float32)
+        target[sl] = h.float().cpu()
         if on_progress is not None:
             on_progress(i + 1, len(batches), "caching frozen features")
-    cache = BridgeCache(torch.cat(zs), torch.cat(targets), torch.stack(picked) if picked else None)
+    cache = BridgeCache(torch.cat(zs), target, torch.stack(picked) if picked else None)
     logger.info("cached %d pairs: z %s, target %s (%.1f MB)", n, tuple(cache.z.shape), tuple(cache.target.shape),
                 cache.nbytes() / 1e6)
     return cache

@@ -196,30 +196,26 @@ class BridgeTrainer:
         def predict(idx: np.ndarray) -> torch.Tensor:
             return old_encoder.forward_from(bridge(cache.z[idx].to(device)), l_idx)
 
-        @torch.no_grad()
-        def evaluate(idx: np.ndarray) -> float | None:
-            if len(idx) == 0:
-                return None
-            total = 0.0
-            for s in range(0, len(idx), max(cfg.batch_size, cfg.feature_batch_size)):
-                b = idx[s: s + max(cfg.batch_size, cfg.feature_batch_size)]
-                total += float(per_sample_loss(predict(b), cache.target[b].to(device), cfg.loss, stats).sum())
-            return total / len(idx)
-
         last_layout = old_encoder.positions[-1].out_layout
+        if head is not None:
+            head.to(device)
 
         @torch.no_grad()
-        def agreement(idx: np.ndarray) -> float | None:
-            if head is None or len(idx) == 0:
-                return None
-            head.to(device)
-            same = 0
-            for s in range(0, len(idx), max(cfg.batch_size, cfg.feature_batch_size)):
-                b = idx[s: s + max(cfg.batch_size, cfg.feature_batch_size)]
-                mine = head(to_tokens(predict(b), last_layout)).argmax(dim=1)
-                theirs = head(to_tokens(cache.target[b].to(device), last_layout)).argmax(dim=1)
-                same += int((mine == theirs).sum())
-            return same / len(idx)
+        def evaluate(idx: np.ndarray) -> tuple[float | None, float | None]:
+            """Mean loss over ``idx`` and, with a head, the share of windows where the bridged prediction
+            equals the old model's own (one pass for both)."""
+            if len(idx) == 0:
+                return None, None
+            total, same = 0.0, 0
+            step = max(cfg.batch_size, cfg.feature_batch_size)
+            for s in range(0, len(idx), step):
+                b = idx[s: s + step]
+                pred, target = predict(b), cache.target[b].to(device)
+                total += float(per_sample_loss(pred, target, cfg.loss, stats).sum())
+                if head is not None:
+                    mine = head(to_tokens(pred, last_layout)).argmax(dim=1)
+                    same += int((mine == head(to_tokens(target, last_layout)).argmax(dim=1)).sum())
+            return total / len(idx), (same / len(idx) if head is not None else None)
 
         history: list[dict] = []
         best_state, best_score, best_epoch, start_epoch = None, float("inf"), None, 0
@@ -238,7 +234,7 @@ class BridgeTrainer:
             self.resumed_from_ = start_epoch
             logger.info("resuming from the checkpoint after epoch %d of %d", start_epoch, cfg.epochs)
         else:
-            self.initial_loss_ = {"train": evaluate(train_idx), "val": evaluate(val_idx)}
+            self.initial_loss_ = {"train": evaluate(train_idx)[0], "val": evaluate(val_idx)[0]}
         if run_dir is not None and stop.stop_file is not None and stop.stop_file.exists():
             logger.warning("%s exists: training stops before the next step (delete it to continue).", stop.stop_file)
 
@@ -269,13 +265,13 @@ class BridgeTrainer:
                     if on_progress is not None:
                         on_progress(global_step, total_steps, f"epoch {epoch}/{cfg.epochs}")
                 bridge.eval()
-                val_loss = evaluate(val_idx)
+                val_loss, val_agreement = evaluate(val_idx)
                 bridge.train()
                 last_val = val_loss
                 row = {"epoch": epoch, "train_loss": loss_sum / len(train_idx), "val_loss": val_loss,
                        "seconds": time.perf_counter() - t0}
                 if head is not None:
-                    row["val_agreement"] = agreement(val_idx)
+                    row["val_agreement"] = val_agreement
                 history.append(row)
                 score = val_loss if val_loss is not None else row["train_loss"]
                 if score < best_score:
