@@ -29,6 +29,8 @@ _PUBLIC = {
     "make_paired_windows": ".data.pairing", "window_recording": ".data.pairing", "RecordingWindows": ".data.pairing",
     "demo_manifest": ".data.demo", "eegmat_manifest": ".data.recipes", "cinc2015_manifest": ".data.recipes",
     "assign_splits": ".data.splits", "grouped_folds": ".data.splits",
+    "manifest_from_files": ".data.uploads", "UploadManifest": ".data.uploads", "read_label_table": ".data.uploads",
+    "DEFAULT_SUBJECT_PATTERN": ".data.uploads",
     # models
     "load_encoder": ".models.registry", "encoder_spec": ".models.registry", "list_encoders": ".models.registry",
     "register_adapter": ".models.registry", "GenericAdapter": ".models.adapters.generic",

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from bioxbridge_core import DEFAULT_SUBJECT_PATTERN
 from ui import cache, datasets, plots, state
 from ui.errors import boundary
 from ui.widgets import encoder_options, encoder_picker, page_header
@@ -24,7 +25,6 @@ LABELS_MANY = {"filename": "File name (ending → label)", "annotations": "EDF a
                "table": "Label CSV (file,label[,label_start,label_end])", "none": "None (unlabelled pairs)"}
 LABELS_ONE = {"fixed": "Typed label", "annotations": "EDF annotations",
               "table": "Label CSV (file,label[,label_start,label_end])", "none": "None (unlabelled pairs)"}
-DEFAULT_SUBJECT_PATTERN = r"(?P<subject>.+?)(?:_[^_]*)?"  # = data.uploads.DEFAULT_SUBJECT_PATTERN
 FILE_TYPES = ["edf", "bdf", "hea", "dat", "mat", "csv", "tsv", "parquet", "npz"]
 src_keys = list(SOURCES)
 src = st.radio("Source", src_keys, format_func=SOURCES.get, horizontal=True, key="w_data_source",
