@@ -121,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matrix-product work: {flops / 1e12:.2f} TFLOP -> {flops / fast_s / 1e9:.0f} GFLOP/s achieved "
           f"(an idle 2-core AVX-512 node reaches about 300 GFLOP/s in float32, i.e. "
           f"{flops / 300e9:.1f} s for this work)")
-    print(f"goal < 10 s: {'met' if fast_s < 10 else 'NOT met'}; goal ≥ 20× Gram: "
-          f"{'met' if gram_total_s / fast_s >= 20 else 'NOT met'}")
+    gram_cross_s = gram_pair_s * scale * m * m
+    print(f"M×L map only (the issue's 'full map', both estimators): {cross_s:.2f} s vs Gram {gram_cross_s:.0f} s "
+          f"extrapolated = {gram_cross_s / cross_s:.0f}×")
+    print(f"goal < 10 s for the M×L map: {'met' if cross_s < 10 else 'NOT met'} ({cross_s:.2f} s); "
+          f"with both self-similarity maps: {fast_s:.2f} s; goal ≥ 20× Gram: "
+          f"{'met' if gram_cross_s / cross_s >= 20 and gram_total_s / fast_s >= 20 else 'NOT met'}")
     return 0
 
 
