@@ -108,8 +108,11 @@ def resolve_manifest(config: PipelineConfig) -> str:
     return str(config.manifest)
 
 
-def prepare_data(config: PipelineConfig, *, on_progress: ProgressFn | None = None) -> PreparedData:
-    """Read the manifest, build the encoders' specs from its channels, cut paired windows, load encoders."""
+def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: ProgressFn | None = None) -> PreparedData:
+    """Read the manifest, build the encoders' specs from its channels, cut paired windows, load encoders.
+
+    ``cache=False`` recomputes the windows instead of reusing the disk cache.
+    """
     from .data.manifest import read_manifest
     from .data.pairing import make_paired_windows
     from .models.registry import encoder_spec, load_encoder
@@ -121,7 +124,7 @@ def prepare_data(config: PipelineConfig, *, on_progress: ProgressFn | None = Non
     old_spec = encoder_spec(config.old, ch_names=old_ch)
     new_spec = encoder_spec(config.new, ch_names=new_ch)
     windows = make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=config.window_s,
-                                  step_s=config.step_s, on_progress=on_progress)
+                                  step_s=config.step_s, cache=cache, on_progress=on_progress)
     old = load_encoder(config.old, device=config.device, ch_names=old_ch)
     new = load_encoder(config.new, device=config.device, ch_names=new_ch)
     return PreparedData(windows, old, new, path)

@@ -50,36 +50,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..alignment import align
-    from ..data.manifest import read_manifest
-    from ..data.pairing import make_paired_windows
     from ..models.heads import TaskHead, pseudo_labels, train_task_head
-    from ..models.registry import encoder_spec, load_encoder
+    from ..pipeline import PAIR_SPLITS, PipelineConfig, prepare_data
 
-    old_name, new_name = args.old, args.new
-    if args.demo:
-        from ..data.demo import demo_manifest
-
-        old_name = old_name or DEMO_ENCODERS[args.demo][0]
-        new_name = new_name or DEMO_ENCODERS[args.demo][1]
-        path = demo_manifest(args.demo, seed=args.seed)
-    else:
-        path = args.manifest
+    old_name = args.old or (DEMO_ENCODERS[args.demo][0] if args.demo else None)
+    new_name = args.new or (DEMO_ENCODERS[args.demo][1] if args.demo else None)
     if not old_name or not new_name:
         raise ConfigError("Name both encoders: --old ENCODER --new ENCODER (see `python -m bioxbridge_core models`).")
     cache = not args.no_cache
-
-    manifest = read_manifest(path, seed=args.seed)
-    first = manifest.table.iloc[0]
-    old_ch, new_ch = list(first["old_channels"]), list(first["new_channels"])
-    old_spec = encoder_spec(old_name, ch_names=old_ch)
-    new_spec = encoder_spec(new_name, ch_names=new_ch)
-    pw = make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=args.window_seconds,
-                             cache=cache)
-    old_enc = load_encoder(old_name, device=args.device, ch_names=old_ch if old_spec.ch_names else None)
-    new_enc = load_encoder(new_name, device=args.device, ch_names=new_ch if new_spec.ch_names else None)
+    config = PipelineConfig(old=old_name, new=new_name, manifest=args.manifest, demo=args.demo,
+                            window_s=args.window_seconds, seed=args.seed, device=args.device)
+    data = prepare_data(config, cache=cache)
+    pw, old_enc, new_enc, path = data.windows, data.old_encoder, data.new_encoder, data.manifest_path
 
     out = Path(args.out)
-    pair = pw.split("pair")
+    pair = pw.split(*PAIR_SPLITS)
     if len(pair) < 4:
         raise WindowingError(f"{path}: the 'pair' split has {len(pair)} windows; alignment needs at least 4.")
     if args.head:
