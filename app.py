@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` from another folder still finds
     sys.path.insert(0, str(ROOT))
 
 from ui import state  # noqa: E402
-from ui.widgets import sidebar  # noqa: E402
+from ui.widgets import active_summary, sidebar  # noqa: E402
 
 st.set_page_config(page_title="BioX-Bridge Studio", page_icon="🫀", layout="wide")
 logging.getLogger("bioxbridge_core").setLevel(logging.INFO)
@@ -34,5 +34,8 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES, position="sidebar")
-sidebar()
-page.run()
+slot = sidebar()
+try:
+    page.run()
+finally:
+    active_summary(slot)  # after the page (even one that stopped early), so what it just chose shows at once

@@ -18,8 +18,12 @@ METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "f1_macro": "Macro F1
                  "f1_weighted": "Weighted F1", "cohen_kappa": "Cohen's κ"}
 
 
-def sidebar() -> None:
-    """Shared sidebar: device, run-store folder, active dataset and run."""
+def sidebar() -> Any:
+    """Shared sidebar: device, run-store folder, and a slot for the active dataset and run.
+
+    Returns the slot; ``app.py`` fills it with ``active_summary`` after the page ran, so what the
+    page just chose (a dataset, a run) shows at once.
+    """
     with st.sidebar:
         st.caption("SETTINGS")
         dev = state.get("device")
@@ -31,14 +35,21 @@ def sidebar() -> None:
         state.put("run_root", root.strip() or "runs")
         st.divider()
         st.caption("ACTIVE")
-        st.markdown(f"**Dataset:** {state.get('dataset_label') or '—'}")
-        st.markdown(f"**Encoders:** `{state.get('old_encoder')}` → `{state.get('new_encoder')}`")
-        st.markdown(f"**Run:** {state.get('active_run') or '—'}")
+        slot = st.container()
         if st.button("Clear caches", key="w_sidebar_clear", help="Forget cached encoders, recordings and windows."):
             from .cache import clear_all
 
             clear_all()
             st.toast("Caches cleared")
+    return slot
+
+
+def active_summary(slot: Any) -> None:
+    """The active dataset, encoders and run, drawn into the sidebar slot."""
+    with slot:
+        st.markdown(f"**Dataset:** {state.get('dataset_label') or '—'}")
+        st.markdown(f"**Encoders:** `{state.get('old_encoder')}` → `{state.get('new_encoder')}`")
+        st.markdown(f"**Run:** {state.get('active_run') or '—'}")
 
 
 def page_header(title: str, caption: str) -> None:
