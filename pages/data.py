@@ -7,7 +7,7 @@ import streamlit as st
 from bioxbridge_core import DEFAULT_SUBJECT_PATTERN
 from ui import cache, datasets, plots, state
 from ui.errors import boundary
-from ui.widgets import encoder_options, encoder_picker, page_header
+from ui.widgets import encoder_pair, page_header
 
 page_header("Data", "Paired recordings of the old and the new signal, recorded at the same time.")
 
@@ -80,15 +80,7 @@ picks: dict[str, list[str]] = {}
 if uploaded:  # uploads: encoders, channels, subjects and labels -> a manifest
     st.subheader("Signals, subjects and labels")
     with boundary("Uploads"):
-        options = encoder_options()
-        c1, c2 = st.columns(2)
-        with c1:
-            old_enc = encoder_picker("Old encoder (has the task)", key="w_data_old", current=state.get("old_encoder"),
-                                     options=options)
-        with c2:
-            new_enc = encoder_picker("New encoder (the new signal)", key="w_data_new",
-                                     current=state.get("new_encoder"), options=options)
-        state.update(old_encoder=old_enc, new_encoder=new_enc)
+        old_enc, new_enc = encoder_pair("data")
         old_spec, new_spec = cache.encoder_spec(old_enc), cache.encoder_spec(new_enc)
         shown = uploaded if src == "upload-two" else [uploaded[0]]
         if src == "upload-many" and len(uploaded) > 1:

@@ -4,20 +4,12 @@ import streamlit as st
 
 from ui import actions, cache, plots, state
 from ui.errors import boundary
-from ui.widgets import encoder_options, encoder_picker, metric_cards, need_dataset, page_header, progress_callback
+from ui.widgets import encoder_pair, metric_cards, need_dataset, page_header, progress_callback
 
 page_header("Models", "The old model (with a task head) and the new model the bridge will feed from.")
 
 with boundary("Encoders"):
-    options = encoder_options()
-    c1, c2 = st.columns(2)
-    with c1:
-        old = encoder_picker("Old encoder (has the task)", key="w_models_old", current=state.get("old_encoder"),
-                             options=options)
-    with c2:
-        new = encoder_picker("New encoder (the new signal)", key="w_models_new", current=state.get("new_encoder"),
-                             options=options)
-    state.update(old_encoder=old, new_encoder=new)
+    old, new = encoder_pair("models")
     specs = (cache.encoder_spec(old), cache.encoder_spec(new))
     if state.get("manifest_path"):  # channel-agnostic encoders take the active dataset's channels
         try:

@@ -109,6 +109,20 @@ def encoder_picker(label: str, *, key: str, current: str, options: Sequence[str]
     return typed.strip() or current
 
 
+def encoder_pair(page: str) -> tuple[str, str]:
+    """Old and new encoder pickers side by side (keys ``w_<page>_old``/``w_<page>_new``); stored in state."""
+    options = encoder_options()
+    c1, c2 = st.columns(2)
+    with c1:
+        old = encoder_picker("Old encoder (has the task)", key=f"w_{page}_old", current=state.get("old_encoder"),
+                             options=options)
+    with c2:
+        new = encoder_picker("New encoder (the new signal)", key=f"w_{page}_new", current=state.get("new_encoder"),
+                             options=options)
+    state.update(old_encoder=old, new_encoder=new)
+    return old, new
+
+
 def need_dataset() -> str | None:
     """The active manifest path, or an info box linking to the Data page (returns None)."""
     path = state.get("manifest_path")
