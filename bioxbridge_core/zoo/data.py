@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from .._io import atomic_save_npz
+from ..data.preprocess import DEFAULT_BANDS, _fill_nan  # shared: NaN runs interpolated before filtering
 from ..errors import RecordingError
 from ..paths import cache_dir
 
@@ -52,9 +53,9 @@ class Prep:
 
 
 PREPS: dict[str, Prep] = {
-    "ecg": Prep("ECG", (0.5, 40.0), 100.0),
-    "ppg": Prep("PPG", (0.5, 8.0), 50.0),
-    "eeg": Prep("EEG", (0.5, 45.0), 100.0),
+    "ecg": Prep("ECG", DEFAULT_BANDS["ECG"], 100.0),  # the product's bands (data.preprocess), one source
+    "ppg": Prep("PPG", DEFAULT_BANDS["PPG"], 50.0),
+    "eeg": Prep("EEG", DEFAULT_BANDS["EEG"], 100.0),
 }
 
 
@@ -77,19 +78,6 @@ def resample(data: np.ndarray, sfreq_in: float, sfreq_out: float) -> np.ndarray:
         return data
     frac = Fraction(sfreq_out / sfreq_in).limit_denominator(1000)
     return resample_poly(data, frac.numerator, frac.denominator, axis=-1)
-
-
-def _fill_nan(x: np.ndarray) -> np.ndarray:
-    """Linear interpolation over NaN runs per channel (so filtering cannot spread NaN)."""
-    x = np.array(x, dtype=np.float64, copy=True)
-    for row in x:
-        bad = ~np.isfinite(row)
-        if bad.all():
-            row[:] = 0.0
-        elif bad.any():
-            idx = np.arange(row.size)
-            row[bad] = np.interp(idx[bad], idx[~bad], row[~bad])
-    return x
 
 
 def _longest_constant_run(x: np.ndarray) -> int:
