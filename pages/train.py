@@ -82,7 +82,12 @@ def live_runs() -> None:
             elif r.state == "failed":
                 st.error(f"Run failed: {r.message or 'no reason recorded'}", icon=":material/error:")
             if r.history:
-                st.plotly_chart(plots.loss_curves(read_run(r.path).history), key=f"w_train_curve_{r.run_id}")
+                history = read_run(r.path).history
+                st.plotly_chart(plots.loss_curves(history), key=f"w_train_curve_{r.run_id}")
+                last = history[-1]
+                if last.get("val_agreement") is not None:
+                    st.caption(f"Epoch {last['epoch']}: the bridged new-signal model agrees with the old model on "
+                               f"{last['val_agreement']:.0%} of held-out pairs (no labels needed).")
 
 
 st.subheader("Runs")

@@ -189,6 +189,7 @@ def test_full_flow_head_bridge_predict(tmp_path, manifest):
     assert '"completed"' in status.read_text(), status.read_text()
     at.run()
     assert any("completed" in m.value for m in at.markdown)
+    assert any("agrees with the old model on" in c.value for c in at.caption)
 
     at.switch_page("pages/predict.py").run()
     data = (FIXTURES / "v143l.hea").read_bytes()
