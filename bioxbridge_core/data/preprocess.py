@@ -11,6 +11,7 @@ ECG     0.5-40 Hz             baseline wander and mains/EMG noise out
 PPG     0.5-8 Hz              pulse wave and first harmonics
 EEG     0.5-45 Hz             delta..gamma, mains out
 EMG     20 Hz-0.45*sfreq      motion artefact out
+EDA     low-pass 1 Hz         tonic level and phasic responses; keeps DC
 other   none
 ======  ====================  ===============================================
 
@@ -42,6 +43,7 @@ NORMALISATIONS = ("zscore-window", "zscore-subject", "none")
 #: modality -> (low Hz, high Hz); high None = 0.45 x sampling rate
 DEFAULT_BANDS: dict[str, tuple[float, float | None]] = {
     "ECG": (0.5, 40.0), "PPG": (0.5, 8.0), "EEG": (0.5, 45.0), "EMG": (20.0, None),
+    "EDA": (None, 1.0),
 }
 _EPS = 1e-8
 

@@ -40,6 +40,8 @@ def infer_ch_type(name: str) -> str:
         return "ECG"
     if any(t in ("PLETH", "PPG", "BVP", "SPO2PLETH") or t.startswith("PPG") or t.startswith("PLETH") for t in tokens):
         return "PPG"
+    if any(t in ("EDA", "GSR", "SCL", "SCR", "ELECTRODERMAL") or t.startswith("EDA") or t.startswith("GSR") for t in tokens):
+        return "EDA"
     if any(t == "EMG" or t.startswith("EMG") for t in tokens):
         return "EMG"
     if any(t == "EEG" or t.startswith("EEG") for t in tokens):

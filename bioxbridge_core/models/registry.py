@@ -221,10 +221,10 @@ def _builtin_spec(key: str, ch_names: Sequence[str] | None) -> SignalSpec:
 
     if key == "ecg":
         c = ECGConfig()
-        return SignalSpec("ECG", c.sfreq, c.window_s, n_chans=1, flexible_length=True)
+        return SignalSpec("ECG", c.sfreq, c.window_s, n_chans=1, min_window_s=2.0, max_window_s=60.0)
     if key == "ppg":
         c = PPGConfig()
-        return SignalSpec("PPG", c.sfreq, c.window_s, n_chans=1, flexible_length=True)
+        return SignalSpec("PPG", c.sfreq, c.window_s, n_chans=1, min_window_s=2.0, max_window_s=60.0)
     e = EEGConfig()
     pos = montage_positions(ch_names if ch_names is not None else DEFAULT_MONTAGE)
     return SignalSpec("EEG", e.sfreq, e.window_s, n_chans=len(pos), ch_names=pos)

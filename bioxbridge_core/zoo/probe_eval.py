@@ -18,14 +18,13 @@ features averaged over two 10 s windows and over the leads).
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from .._io import atomic_write_json, load_safetensors
+from ..baselines.handcrafted import handcrafted_features as _handcrafted
 from ..device import resolve_device
 from ..errors import EncoderError
 from ..models.base import EncoderAdapter, iter_batches
@@ -33,81 +32,13 @@ from .data import CINC_ALARM_SPAN_S, PREPS, WindowSet, cinc_windows, eegmat_wind
 
 log = logging.getLogger(__name__)
 
-EEG_BANDS_HZ = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
 PROBE_C = 0.1
 
 
 # -- hand-crafted features --------------------------------------------------------
-def _rr_stats(peaks: np.ndarray, sfreq: float) -> tuple[float, float, float, float]:
-    """(rate per min, SD of intervals ms, RMSSD ms, range of intervals ms) from peak indices."""
-    if peaks.size < 3:
-        return (np.nan, np.nan, np.nan, np.nan)
-    rr = np.diff(peaks) / sfreq * 1000.0
-    rr = rr[(rr > 250) & (rr < 2000)]  # 30-240 per minute
-    if rr.size < 2:
-        return (np.nan, np.nan, np.nan, np.nan)
-    return (60_000.0 / rr.mean(), rr.std(), float(np.sqrt(np.mean(np.diff(rr) ** 2))), rr.max() - rr.min())
-
-
-def ecg_hrv_features(window: np.ndarray, sfreq: float) -> np.ndarray:
-    """[heart rate bpm, SDNN ms, RMSSD ms, RR range ms, dominant frequency Hz] of one ECG window (1-D)."""
-    import neurokit2 as nk
-    from scipy.signal import welch
-
-    sig = np.asarray(window, dtype=np.float64).ravel()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _, info = nk.ecg_peaks(sig, sampling_rate=int(sfreq), method="neurokit")
-        peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
-    except Exception:  # neurokit raises on windows without beats
-        peaks = np.zeros(0, dtype=np.int64)
-    f, p = welch(sig, fs=sfreq, nperseg=min(len(sig), int(4 * sfreq)))
-    return np.asarray([*_rr_stats(peaks, sfreq), f[np.argmax(p)]], dtype=np.float64)
-
-
-def ppg_pulse_features(window: np.ndarray, sfreq: float) -> np.ndarray:
-    """[pulse rate /min, IBI SD ms, RMSSD ms, amplitude CV, amplitude SD] of one PPG window (1-D, z-scored).
-
-    Amplitudes are read on the z-scored window, so the monitor's gain cancels.
-    """
-    import neurokit2 as nk
-
-    sig = np.asarray(window, dtype=np.float64).ravel()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            peaks = np.asarray(nk.ppg_findpeaks(sig, sampling_rate=int(sfreq))["PPG_Peaks"], dtype=np.int64)
-    except Exception:
-        peaks = np.zeros(0, dtype=np.int64)
-    rate, sd, rmssd, _ = _rr_stats(peaks, sfreq)
-    if peaks.size >= 3:
-        amp = sig[peaks] - np.array([sig[max(0, p - int(0.5 * sfreq)):p + 1].min() for p in peaks])
-        amp_cv, amp_sd = float(amp.std() / max(abs(amp.mean()), 1e-6)), float(amp.std())
-    else:
-        amp_cv = amp_sd = np.nan
-    return np.asarray([rate, sd, rmssd, amp_cv, amp_sd], dtype=np.float64)
-
-
-def eeg_bandpower_features(window: np.ndarray, sfreq: float) -> np.ndarray:
-    """log band power (delta, theta, alpha, beta) per channel of one EEG window (n_chans, n_times), flattened."""
-    from scipy.signal import welch
-
-    x = np.atleast_2d(np.asarray(window, dtype=np.float64))
-    f, p = welch(x, fs=sfreq, nperseg=min(x.shape[1], int(2 * sfreq)), axis=-1)
-    out = [np.log(p[:, (f >= lo) & (f < hi)].mean(axis=1) + 1e-12) for lo, hi in EEG_BANDS_HZ.values()]
-    return np.stack(out, axis=1).ravel()
-
-
 def handcrafted_features(name: str, x: np.ndarray) -> np.ndarray:
     """Baseline features for windows ``(n, n_chans, n_times)`` of encoder ``name``'s modality."""
-    sfreq = PREPS[name].sfreq
-    fn: Callable[[np.ndarray, float], np.ndarray] = {
-        "ecg": lambda w, s: ecg_hrv_features(w[0], s),
-        "ppg": lambda w, s: ppg_pulse_features(w[0], s),
-        "eeg": eeg_bandpower_features,
-    }[name]
-    return np.stack([fn(w, sfreq) for w in x])
+    return _handcrafted(x, modality=name.upper(), sfreq=PREPS[name].sfreq)
 
 
 # -- encoder features ----------------------------------------------------------------

@@ -13,8 +13,8 @@ import torch
 from bioxbridge_core.models.builtin import build_builtin
 from bioxbridge_core.zoo.data import PREPS, grid_starts, window_ok, windows_from_signal, simulated_windows
 from bioxbridge_core.zoo.pretrain import MaskedPretrainer, PretrainConfig, save_pretrained, span_mask, patch_mask
-from bioxbridge_core.zoo.probe_eval import (cv_logreg, ecg_hrv_features, eeg_bandpower_features,
-                                            load_builtin_weights, make_folds, ppg_pulse_features)
+from bioxbridge_core.baselines.handcrafted import ecg_hrv_features, eeg_bandpower_features, ppg_pulse_features
+from bioxbridge_core.zoo.probe_eval import cv_logreg, load_builtin_weights, make_folds
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "encoders"
 

@@ -59,7 +59,7 @@ class ECGEncoder(EncoderAdapter):
 
     def __init__(self, config: ECGConfig | None = None) -> None:
         cfg = config or ECGConfig()
-        super().__init__(SignalSpec("ECG", cfg.sfreq, cfg.window_s, n_chans=1, flexible_length=True))
+        super().__init__(SignalSpec("ECG", cfg.sfreq, cfg.window_s, n_chans=1, min_window_s=2.0, max_window_s=60.0))
         self.config = cfg
         self.embed = ConvTokenizer(cfg.width)
         self.blocks = nn.ModuleList(

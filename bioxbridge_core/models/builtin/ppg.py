@@ -37,7 +37,7 @@ class PPGEncoder(EncoderAdapter):
 
     def __init__(self, config: PPGConfig | None = None) -> None:
         cfg = config or PPGConfig()
-        super().__init__(SignalSpec("PPG", cfg.sfreq, cfg.window_s, n_chans=1, flexible_length=True))
+        super().__init__(SignalSpec("PPG", cfg.sfreq, cfg.window_s, n_chans=1, min_window_s=2.0, max_window_s=60.0))
         self.config = cfg
         self.stem = nn.Sequential(
             nn.Conv1d(1, cfg.widths[0], 7, stride=2, padding=3, bias=False),
