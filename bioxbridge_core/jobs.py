@@ -6,6 +6,10 @@ detached, with stdout/stderr in ``run_dir/log.txt``. The worker reads
 function, keeping ``status.json`` up to date (running -> completed, failed with
 the reason, or stopped). A failure marks only that run failed.
 ``job_state(run_dir)`` also notices a worker that died without saying so.
+``resume_job(run_dir)`` restarts a stopped or crashed run in its own folder: the trainer
+continues from the last epoch's checkpoint. Every worker started here is waited for by a
+small daemon thread, so a finished worker never lingers as a zombie of the server.
+The worker's CPU threads are chosen by ``cpus.choose_threads`` (cores allowed minus busy).
 
 Registering a kind: ``register_job("pipeline", fn)`` at import time of the module that
 defines ``fn(ctx: JobContext) -> str | None``. The worker knows ``"bridge"``; for other
@@ -20,10 +24,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from .errors import BioXError, RunError, StopRequested
 from .paths import REPO_ROOT
@@ -87,7 +94,11 @@ def start_job(run_dir: str | Path, *, env: dict[str, str] | None = None) -> int:
     if status.get("state") == "running" and status.get("pid") and pid_alive(int(status["pid"])):
         raise RunError(f"run {run_dir.name} is already running (pid {status['pid']}).")
     clear_stop(run_dir)
+    from .cpus import THREAD_ENV_VARS, thread_env
+
     child_env = {**os.environ, **(env or {})}
+    if not (env and any(v in env for v in THREAD_ENV_VARS)):  # the caller's choice wins
+        child_env.update(thread_env())
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p)
     write_status(run_dir, "queued", "starting worker", {"step": 0, "total": 0, "message": "starting"}, pid=None)
     with open(run_dir / S.LOG, "ab") as log:
@@ -95,11 +106,44 @@ def start_job(run_dir: str | Path, *, env: dict[str, str] | None = None) -> int:
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(run_dir),
                                 env=child_env, start_new_session=True, close_fds=True)
     _CHILDREN[proc.pid] = proc
+    threading.Thread(target=_reap, args=(proc,), name=f"reap-{proc.pid}", daemon=True).start()
     current = read_status(run_dir, missing_ok=True) or {}
     if current.get("state") == "queued" and current.get("pid") is None:  # the worker has not written yet
         write_status(run_dir, "queued", "starting worker", pid=proc.pid)
     logger.info("started job for %s (pid %d)", run_dir, proc.pid)
     return proc.pid
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    """Wait for a worker so its exit status is collected at once (no zombie left behind)."""
+    try:
+        proc.wait()
+    except Exception:  # noqa: BLE001 - a reaper must never raise
+        logger.debug("reaping pid %s failed", proc.pid, exc_info=True)
+
+
+RESUMABLE = ("stopped", "failed")
+
+
+def can_resume(run_dir: str | Path) -> bool:
+    """True for a stopped or failed run whose worker is gone (it continues from its checkpoint, if any)."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir, missing_ok=True) or {}
+    if status.get("state") in ("queued", "running"):
+        status = job_state(run_dir)
+    return status.get("state") in RESUMABLE and (run_dir / S.CONFIG).exists()
+
+
+def resume_job(run_dir: str | Path, *, env: dict[str, str] | None = None) -> int:
+    """Start a stopped or crashed run again in its folder; training continues after the last saved epoch.
+
+    Raises ``RunError`` when the run is still active or already completed.
+    """
+    run_dir = Path(run_dir)
+    if not can_resume(run_dir):
+        state = (read_status(run_dir, missing_ok=True) or {}).get("state", "unknown")
+        raise RunError(f"run {run_dir.name} is {state}; only a stopped or failed run can be resumed.")
+    return start_job(run_dir, env=env)
 
 
 def pid_alive(pid: int) -> bool:
@@ -217,9 +261,15 @@ def bridge_job(ctx: JobContext) -> str:
     ``old_encoder``, ``new_encoder``, ``old_ch_names``, ``new_ch_names``, ``old_position``, ``new_position``,
     ``bridge`` (BridgeConfig dict), optional ``head`` (TaskHead safetensors path), ``device``,
     ``encoder_factory`` ("module:function" replacing the registry).
+
+    With a head, the bundle is saved whether training finished or was stopped (then from the best
+    epoch so far), with a temperature fitted on the pair-validation windows (``calibration.py``),
+    and evaluated on the test split like a finished run. A run stopped before its first epoch ends
+    keeps no bundle.
     """
     from .bridge.config import BridgeConfig
     from .data.windows import PairedWindows
+    from .training.split import pair_val_split
     from .training.trainer import BridgeTrainer
 
     cfg = ctx.config
@@ -237,34 +287,62 @@ def bridge_job(ctx: JobContext) -> str:
     new = load(cfg["new_encoder"], device=device, ch_names=cfg.get("new_ch_names"))
     bcfg = BridgeConfig.from_dict(cfg.get("bridge", {}))
     head = None
+    metrics: dict[str, Any] = {"bridge": {}}
+    val_targets = None
     if cfg.get("head"):
         from .models.heads import TaskHead
+        from .verdicts import majority_share
 
         head = TaskHead.load(cfg["head"])
+        # what a bridge that always says the old model's most common class would agree on (shown live)
+        _, val_idx = pair_val_split(len(pw), pw.subjects, bcfg.val_fraction, seed=bcfg.seed)
+        val_targets = head.predict(old, pw.x_old[val_idx]) if len(val_idx) else None
+        metrics["bridge"].update(agreement_chance=majority_share(val_targets) if val_targets is not None else None,
+                                 n_val=int(len(val_idx)))
+        write_metrics(ctx.run.path, metrics)
     trainer = BridgeTrainer(bcfg, device=device).fit(
         old, new, pw.x_old, pw.x_new, new_position=cfg["new_position"], old_position=cfg["old_position"],
         groups=pw.subjects, run_dir=ctx.run.path, should_stop=None, on_progress=ctx.on_progress, head=head)
-    metrics: dict[str, Any] = {"bridge": {
+    if trainer.stopped_:
+        ctx.mark_stopped()
+        write_status(ctx.run.path, "running", f"stop requested: keeping the best epoch ({trainer.best_epoch_})")
+    metrics["bridge"].update({
         "trainable_params": trainer.n_params_, "best_epoch": trainer.best_epoch_,
         "best_val_loss": trainer.best_val_loss_, "initial_loss": trainer.initial_loss_,
         "n_pairs": trainer.n_pairs_, "n_train": trainer.n_train_, "n_val": trainer.n_val_,
-        "resumed_from_epoch": trainer.resumed_from_, "stopped": trainer.stopped_}}
+        "epochs_run": len(trainer.history_), "epochs": bcfg.epochs,
+        "resumed_from_epoch": trainer.resumed_from_, "stopped": trainer.stopped_})
     write_metrics(ctx.run.path, metrics)
-    if head is not None and not trainer.stopped_:
+    done = len(trainer.history_)
+    if head is not None and trainer.best_epoch_ is not None:
+        from .bridge.composed import BridgedModel
+        from .calibration import calibrate_bridge
         from .runs.bundle import save_bundle
 
+        model = BridgedModel(new, old, trainer.bridge_, head, new_position=trainer.new_position_,
+                             old_position=trainer.old_position_)
+        val = trainer.val_index_
+        calibration = calibrate_bridge(model, old, head, pw.x_old[val], pw.x_new[val], targets=(
+            val_targets if val_targets is not None and len(val_targets) == len(val) else None))
+        metrics["bridge"]["calibration"] = calibration.to_dict()
         save_bundle(ctx.run.path, trainer.bridge_, head, {
             "old_encoder": cfg["old_encoder"], "new_encoder": cfg["new_encoder"],
             "old_ch_names": pw.old_channels or cfg.get("old_ch_names"),
             "new_ch_names": pw.new_channels or cfg.get("new_ch_names"),
             "old_position": trainer.old_position_, "new_position": trainer.new_position_,
             "label_names": list(getattr(head, "label_names", pw.label_names)), "window_s": pw.window_s,
-            "step_s": pw.step_s, "preprocessing": pw.preprocessing, "bridge_config": bcfg})
-        _evaluate_on_test(ctx, cfg, all_windows, old, new, head, trainer, bcfg, pw, metrics)
+            "step_s": pw.step_s, "preprocessing": pw.preprocessing, "bridge_config": bcfg,
+            "best_epoch": trainer.best_epoch_, "epochs_run": done, "stopped": trainer.stopped_,
+            "calibration": calibration.to_dict()})
+        write_metrics(ctx.run.path, metrics)
+        _evaluate_on_test(ctx, cfg, all_windows, old, new, head, trainer, bcfg, pw, metrics, model=model,
+                          temperature=calibration.temperature)
     if trainer.stopped_:
-        ctx.mark_stopped()
-        return f"stopped after epoch {len(trainer.history_)} of {bcfg.epochs}"
-    return f"trained {len(trainer.history_)} epochs; best epoch {trainer.best_epoch_}"
+        if trainer.best_epoch_ is None:
+            return f"stopped after epoch {done} of {bcfg.epochs}: no epoch finished, nothing to keep"
+        kept = " and kept as a usable bridge" if head is not None else ""
+        return f"stopped after epoch {done} of {bcfg.epochs}; best epoch {trainer.best_epoch_}{kept}"
+    return f"trained {done} epochs; best epoch {trainer.best_epoch_}"
 
 
 def _wants_kd(cfg: dict) -> bool:
@@ -272,10 +350,25 @@ def _wants_kd(cfg: dict) -> bool:
     return bool(b.get("kd")) if isinstance(b, dict) else "kd" in b
 
 
+def confidence_summary(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
+    """Mean top-class probability on right and on wrong predictions (None where there are none)."""
+    proba = np.asarray(proba)
+    right = proba.argmax(axis=1) == np.asarray(y_true)
+    conf = proba.max(axis=1)
+    return {"mean_right": float(conf[right].mean()) if right.any() else None,
+            "mean_wrong": float(conf[~right].mean()) if (~right).any() else None,
+            "n_right": int(right.sum()), "n_wrong": int((~right).sum())}
+
+
 def _evaluate_on_test(ctx: JobContext, cfg: dict, all_windows, old, new, head, trainer, bcfg, pairs,
-                      metrics: dict) -> None:
-    """Score the bridge, the oracle, chance (and KD when asked) on the labelled test split, if any."""
+                      metrics: dict, *, model=None, temperature: float = 1.0) -> None:
+    """Score the bridge, the oracle, chance (and KD when asked, unless stopped) on the labelled test split.
+
+    Also records the bridge's mean confidence on right/wrong test windows, raw and calibrated.
+    """
     from .bridge.composed import BridgedModel
+    from .calibration import apply_temperature
+    from .inference.predict import predict_logits
     from .metrics import chance_metrics
     from .pipeline import evaluate_predictions, run_kd
 
@@ -284,13 +377,17 @@ def _evaluate_on_test(ctx: JobContext, cfg: dict, all_windows, old, new, head, t
         return
     n_classes = len(test.label_names)
     y = test.labels()
-    model = BridgedModel(new, old, trainer.bridge_, head, new_position=trainer.new_position_,
-                         old_position=trainer.old_position_)
-    metrics["bridge"]["test"] = evaluate_predictions(y, model.predict_proba(test.x_new), n_classes)
+    if model is None:
+        model = BridgedModel(new, old, trainer.bridge_, head, new_position=trainer.new_position_,
+                             old_position=trainer.old_position_)
+    logits = predict_logits(model, test.x_new)
+    metrics["bridge"]["test"] = evaluate_predictions(y, logits, n_classes)
+    metrics["bridge"]["test_confidence"] = {"raw": confidence_summary(y, apply_temperature(logits, 1.0)),
+                                            "calibrated": confidence_summary(y, apply_temperature(logits, temperature))}
     metrics["oracle"] = {"test": evaluate_predictions(y, head.predict_proba(old, test.x_old), n_classes)}
     metrics["chance"] = {"test": chance_metrics(y, n_classes, seed=bcfg.seed)}
     write_metrics(ctx.run.path, metrics)
-    if _wants_kd(cfg):
+    if _wants_kd(cfg) and not trainer.stopped_:
         ctx.on_progress(0, 1, "training the KD baseline")
         kd = run_kd(new, old, head, pairs, test, epochs=int(cfg.get("kd_epochs") or bcfg.epochs),
                     lr=float(cfg.get("kd_lr", 1e-4)), batch_size=bcfg.batch_size, seed=bcfg.seed,
@@ -306,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("usage: python -m bioxbridge_core.jobs RUN_DIR\n")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .cpus import apply_thread_env
+
+    apply_thread_env()  # start_job passed the choice in OMP_NUM_THREADS; a direct call chooses here
     return run_worker(args[0])
 
 

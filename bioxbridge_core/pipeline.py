@@ -220,16 +220,22 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         trainer = BridgeTrainer(bcfg, device=config.device).fit(
             data.old_encoder, data.new_encoder, pair.x_old, pair.x_new, new_position=new_pos,
             old_position=old_pos, groups=pair.subjects, run_dir=out, should_stop=should_stop, head=head)
+    bridged = BridgedModel(data.new_encoder, data.old_encoder, trainer.bridge_, head,
+                           new_position=new_pos, old_position=old_pos)
+    # calibrated confidence: a temperature fitted on the pair-val windows against the old model (label-free)
+    from .calibration import calibrate_bridge
+
+    val = trainer.val_index_
+    calibration = calibrate_bridge(bridged, data.old_encoder, head, pair.x_old[val], pair.x_new[val]).to_dict()
     save_bundle(out, trainer.bridge_, head, {
         "old_encoder": config.old, "new_encoder": config.new,
         "old_ch_names": data.windows.old_channels, "new_ch_names": data.windows.new_channels,
         "old_position": old_pos, "new_position": new_pos,
         "label_names": list(data.windows.label_names), "window_s": data.windows.window_s,
-        "step_s": data.windows.step_s, "preprocessing": data.windows.preprocessing, "bridge_config": bcfg})
+        "step_s": data.windows.step_s, "preprocessing": data.windows.preprocessing, "bridge_config": bcfg,
+        "calibration": calibration})
 
     _step(on_progress, 4, total, f"evaluating on {len(test)} test windows (new modality only)")
-    bridged = BridgedModel(data.new_encoder, data.old_encoder, trainer.bridge_, head,
-                           new_position=new_pos, old_position=old_pos)
     bridge_metrics = evaluate_predictions(y_test, bridged.predict_proba(test.x_new), n_classes)
 
     report: dict[str, Any] = {
@@ -241,7 +247,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         "oracle": {"metrics": oracle},
         "bridge": {"trainable_params": int(trainer.n_params_), "train_seconds": round(bridge_usage.seconds, 3),
                    "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1), "best_epoch": trainer.best_epoch_,
-                   "epochs_run": len(trainer.history_), "metrics": bridge_metrics},
+                   "epochs_run": len(trainer.history_), "metrics": bridge_metrics, "calibration": calibration},
         "chance": {"metrics": chance_metrics(y_test, n_classes, seed=config.seed)},
         "manifest": data.manifest_path, "seed": config.seed, "window_s": data.windows.window_s,
         "dropped_windows": dict(data.windows.dropped),

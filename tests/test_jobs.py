@@ -16,7 +16,8 @@ sys.path.insert(0, str(TESTS))
 from _bridge_toys import paired_data  # noqa: E402
 
 from bioxbridge_core.data.windows import PairedWindows  # noqa: E402
-from bioxbridge_core.jobs import job_state, pid_alive, run_worker, start_job  # noqa: E402
+from bioxbridge_core.errors import RunError  # noqa: E402
+from bioxbridge_core.jobs import can_resume, job_state, pid_alive, resume_job, run_worker, start_job  # noqa: E402
 from bioxbridge_core.runs import RunStore, read_history, read_metrics, read_status  # noqa: E402
 
 FINAL = ("completed", "failed", "stopped")
@@ -91,7 +92,8 @@ def test_killed_job_resumes_from_checkpoint(tmp_path, windows_file):
     assert st["state"] == "failed" and st["message"] == "worker exited unexpectedly"
     done = len(read_history(run.path))
     assert done >= 2
-    start_job(run.path, env=_env(0.0))
+    assert can_resume(run.path)
+    resume_job(run.path, env=_env(0.0))
     _wait(lambda: job_state(run.path)["state"] in FINAL, what="resumed job")
     assert job_state(run.path)["state"] == "completed", _log(run)
     metrics = read_metrics(run.path)
@@ -173,3 +175,143 @@ def test_bridge_job_scores_test_split_and_kd_when_asked(tmp_path, monkeypatch):
         assert sum(map(sum, metrics[method]["test"]["confusion"])) == n_test, method
     assert metrics["kd"]["trainable_params"] > 0 and metrics["kd"]["epochs"] == 1
     assert all("val_agreement" in r for r in read_history(run.path))
+
+
+def _labelled_windows(tmp_path, n=40, n_subjects=5):
+    """Pairs of 4 subjects plus a labelled test subject."""
+    x_old, x_new, groups, labels = paired_data(n, n_subjects=n_subjects)
+    split = np.where(np.isin(groups, np.unique(groups)[:n_subjects - 1]), "pair", "test")
+    meta = pd.DataFrame({"subject": groups, "recording": groups, "split": split,
+                         "start_s": np.arange(n, dtype=float), "label": np.where(labels, "b", "a")})
+    path = tmp_path / "pairs.npz"
+    PairedWindows(x_old, x_new, meta, old_channels=["ECG"], new_channels=["PPG"], sfreq_old=50, sfreq_new=25,
+                  window_s=2.0, step_s=2.0).save(path)
+    return path, int((split == "test").sum())
+
+
+def _head(tmp_path):
+    heads = pytest.importorskip("bioxbridge_core.models.heads")
+    import torch
+
+    head = heads.TaskHead(16, 2, label_names=["a", "b"], encoder_name="toy:tokens")
+    with torch.no_grad():
+        head.linear.weight.normal_()
+    head.fitted = True
+    return head.save(tmp_path / "head.safetensors")
+
+
+@pytest.mark.slow
+def test_stop_keeps_the_best_epoch_as_a_usable_evaluated_bundle_then_resume_finishes(tmp_path, monkeypatch):
+    from _bridge_toys import make_encoder
+
+    from bioxbridge_core.runs import load_bundle
+
+    windows, n_test = _labelled_windows(tmp_path)
+    run = RunStore(tmp_path / "runs").create("bridge", {**_config(windows, 300), "head": str(_head(tmp_path))})
+    pid = start_job(run.path, env=_env(0.01))
+    _wait(lambda: len(read_history(run.path)) >= 2, what="two epochs")
+    run.request_stop()
+    _wait(lambda: job_state(run.path)["state"] in FINAL, what="stopped job")
+    st = read_status(run.path)
+    assert st["state"] == "stopped", _log(run)
+    assert "kept as a usable bridge" in st["message"]
+    metrics = read_metrics(run.path)["bridge"]
+    done = len(read_history(run.path))
+    assert metrics["stopped"] is True and 1 <= metrics["best_epoch"] <= done < 300
+    assert sum(map(sum, metrics["test"]["confusion"])) == n_test  # evaluated like a finished run
+    assert metrics["calibration"]["temperature"] > 0 and metrics["calibration"]["n"] > 0
+    model = load_bundle(run.path, device="cpu", encoder_loader=make_encoder)
+    assert model.info["best_epoch"] == metrics["best_epoch"] and model.info["stopped"] is True
+    assert model.info["calibration"]["temperature"] == metrics["calibration"]["temperature"]
+    _wait(lambda: not pid_alive(pid), timeout_s=20, what="worker exit")
+
+    assert can_resume(run.path)
+    import json
+
+    cfg = json.loads((run.path / "config.json").read_text())
+    cfg["bridge"]["epochs"] = done + 2  # the fingerprint ignores epochs: finish soon
+    (run.path / "config.json").write_text(json.dumps(cfg))
+    resume_job(run.path, env=_env(0.0))
+    _wait(lambda: job_state(run.path)["state"] in FINAL, what="resumed job")
+    assert read_status(run.path)["state"] == "completed", _log(run)
+    assert [r["epoch"] for r in read_history(run.path)] == list(range(1, done + 3))
+    assert read_metrics(run.path)["bridge"]["resumed_from_epoch"] == done
+    assert not can_resume(run.path)
+    with pytest.raises(RunError, match="only a stopped or failed run"):
+        resume_job(run.path)
+
+
+def test_stop_before_the_first_epoch_keeps_no_bundle(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    windows, _ = _labelled_windows(tmp_path)
+    run = RunStore(tmp_path / "runs").create("bridge", {**_config(windows, 3), "head": str(_head(tmp_path))})
+    from bioxbridge_core.training import trainer as trainer_mod
+
+    real = trainer_mod.BridgeTrainer._train
+
+    def stop_at_once(self, *a, **k):  # STOP appears while the frozen features are being cached
+        run.request_stop()
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(trainer_mod.BridgeTrainer, "_train", stop_at_once)
+    assert run_worker(run.path) == 0
+    st = read_status(run.path)
+    assert st["state"] == "stopped" and "nothing to keep" in st["message"]
+    assert not (run.path / "bundle.json").exists()
+
+
+def test_bridge_job_calibrates_confidence_on_pair_val(tmp_path, monkeypatch):
+    """The bundle carries a temperature; test-split confidence is recorded raw and calibrated."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    windows, _ = _labelled_windows(tmp_path)
+    run = RunStore(tmp_path / "runs").create("bridge", {**_config(windows, 2), "head": str(_head(tmp_path))})
+    assert run_worker(run.path) == 0, read_status(run.path)
+    import json
+
+    bundle = json.loads((run.path / "bundle.json").read_text())
+    cal = bundle["calibration"]
+    assert cal["n"] == read_metrics(run.path)["bridge"]["n_val"] > 0
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9  # the fit never makes the NLL worse than T = 1
+    conf = read_metrics(run.path)["bridge"]["test_confidence"]
+    assert set(conf) == {"raw", "calibrated"}
+    chance = read_metrics(run.path)["bridge"]["agreement_chance"]
+    assert 0.5 <= chance <= 1.0  # share of the old model's most common class among 2
+
+
+@pytest.mark.slow
+def test_finished_workers_are_reaped(tmp_path, windows_file):
+    run = RunStore(tmp_path).create("bridge", _config(windows_file, 1))
+    pid = start_job(run.path, env=_env(0.0))
+    _wait(lambda: read_status(run.path)["state"] in FINAL, what="job end")
+
+    def gone() -> bool:  # a zombie keeps its /proc entry (state Z) until its parent collects it
+        return not Path(f"/proc/{pid}").exists()
+
+    _wait(gone, timeout_s=20, what="the worker to be reaped (no zombie left)")
+
+
+def test_worker_gets_a_thread_count(tmp_path, windows_file, monkeypatch):
+    from bioxbridge_core import jobs
+
+    seen = {}
+
+    class FakePopen:
+        pid = 424242
+
+        def __init__(self, cmd, env=None, **kw):
+            seen.update(env)
+
+        def wait(self):
+            return 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", FakePopen)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("BIOXBRIDGE_THREADS", raising=False)
+    run = RunStore(tmp_path).create("bridge", _config(windows_file, 1))
+    start_job(run.path)
+    assert int(seen["OMP_NUM_THREADS"]) >= 1 and seen["OMP_NUM_THREADS"] == seen["MKL_NUM_THREADS"]
+    start_job(run.path, env={"OMP_NUM_THREADS": "3"})  # the caller's choice wins
+    assert seen["OMP_NUM_THREADS"] == "3"

@@ -13,8 +13,43 @@ from ..errors import NotFittedError
 logger = logging.getLogger(__name__)
 
 
-def predict_windows(model: Any, x_new: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities, shape (n_windows, n_classes), for new-modality windows (n, n_chans, n_times)."""
+def predict_logits(model: Any, x_new: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """Raw class scores (logits), shape (n_windows, n_classes), of a ``BridgedModel`` (new modality only)."""
+    import torch
+
+    from ..models.base import iter_batches
+
+    if not hasattr(model, "new_encoder") or not callable(model):
+        raise NotFittedError(f"{type(model).__name__} gives no logits; load a bundle with runs.load_bundle.")
+    x = model.new_encoder.check_input(x_new, name="x_new")
+    device = next(model.bridge.parameters()).device
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = [model(x[sl].to(device)).float().cpu() for sl in iter_batches(x.shape[0], batch_size)]
+    finally:
+        model.train(was)
+    return torch.cat(out).numpy() if out else np.zeros((0, len(getattr(model, "label_names", []) or [0, 0])))
+
+
+def calibration_of(model: Any) -> dict | None:
+    """The bundle's calibration dict (``{"temperature": T, ...}``), or None when it was never calibrated."""
+    cal = (getattr(model, "info", None) or {}).get("calibration")
+    return dict(cal) if isinstance(cal, dict) and cal.get("temperature") else None
+
+
+def predict_windows(model: Any, x_new: np.ndarray, *, batch_size: int = 64, calibrated: bool = True) -> np.ndarray:
+    """Class probabilities, shape (n_windows, n_classes), for new-modality windows (n, n_chans, n_times).
+
+    When the model's bundle holds a fitted temperature (``calibration.py``) and ``calibrated`` is
+    True, the probabilities are ``softmax(logits / T)``; the winning class never changes.
+    """
+    cal = calibration_of(model) if calibrated else None
+    if cal is not None:
+        from ..calibration import apply_temperature
+
+        return apply_temperature(predict_logits(model, x_new, batch_size=batch_size), float(cal["temperature"]))
     if not hasattr(model, "predict_proba"):
         raise NotFittedError(f"{type(model).__name__} has no predict_proba; load a bundle with runs.load_bundle.")
     return np.asarray(model.predict_proba(x_new, batch_size=batch_size))
@@ -37,8 +72,9 @@ def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = 
     """Window a new-modality ``Recording`` as at training time and predict every window.
 
     Returns a DataFrame with ``start_s``, ``end_s``, ``label`` (predicted class name) and one
-    ``p_<label>`` column per class; ``df.attrs["dropped"]`` says how many windows were dropped
-    and why, ``df.attrs["channels"]`` which channels were used.
+    ``p_<label>`` column per class (calibrated when the bundle holds a temperature);
+    ``df.attrs["dropped"]`` says how many windows were dropped and why, ``df.attrs["channels"]``
+    which channels were used, ``df.attrs["calibration"]`` the calibration applied (or None).
     """
     from ..data.pairing import window_recording  # lazy: pairing pulls in filtering code
 
@@ -66,6 +102,7 @@ def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = 
         df[f"p_{name}"] = probs[:, i] if len(probs) else []
     df.attrs["dropped"] = dict(getattr(rw, "dropped", {}) or {})
     df.attrs["channels"] = list(channels) if channels is not None else None
+    df.attrs["calibration"] = calibration_of(model)
     logger.info("predicted %d windows of %s (dropped %s)", len(df), getattr(rec, "source", "recording"),
                 df.attrs["dropped"])
     return df

@@ -59,3 +59,20 @@ def test_predict_recording_table(monkeypatch):
     assert len(df) + sum(df.attrs["dropped"].values()) == 29
     assert not ((df["start_s"] > 18.5) & (df["start_s"] < 24.0)).any()
     assert df.attrs["channels"] == ["PPG"]
+
+
+def test_bundle_temperature_is_applied_and_keeps_the_class(monkeypatch):
+    from bioxbridge_core.calibration import apply_temperature
+    from bioxbridge_core.inference import calibration_of, predict_logits
+
+    model = _model(monkeypatch)
+    _, x_new, _, _ = paired_data(9)
+    raw = predict_windows(model, x_new)
+    logits = predict_logits(model, x_new, batch_size=4)
+    np.testing.assert_allclose(apply_temperature(logits, 1.0), raw, rtol=1e-4, atol=1e-6)
+    assert calibration_of(model) is None
+    model.info["calibration"] = {"temperature": 5.0, "n": 10}
+    cal = predict_windows(model, x_new)
+    assert (cal.argmax(1) == raw.argmax(1)).all()
+    assert cal.max(1).mean() < raw.max(1).mean()
+    np.testing.assert_allclose(predict_windows(model, x_new, calibrated=False), raw, rtol=1e-5)
