@@ -16,11 +16,14 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # `streamlit run` from another folder still finds ui/ and the engine
     sys.path.insert(0, str(ROOT))
 
+from bioxbridge_core.cpus import set_torch_threads  # noqa: E402
 from ui import state  # noqa: E402
 from ui.widgets import active_summary, sidebar  # noqa: E402
 
 st.set_page_config(page_title="BioX-Bridge Studio", page_icon="🫀", layout="wide")
 logging.getLogger("bioxbridge_core").setLevel(logging.INFO)
+if "_threads" not in st.session_state:  # the server's own torch work (task head, alignment): free cores only
+    st.session_state["_threads"] = set_torch_threads()
 state.init()
 
 PAGES = [
@@ -38,4 +41,5 @@ slot = sidebar()
 try:
     page.run()
 finally:
+    state.remember()  # a reload (same URL) comes back to this dataset, these encoders and positions
     active_summary(slot)  # after the page (even one that stopped early), so what it just chose shows at once

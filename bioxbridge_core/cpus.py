@@ -123,3 +123,13 @@ def apply_thread_env(n: int | None = None) -> int:
         sys.modules["torch"].set_num_threads(n)
     logger.info("using %d CPU thread(s) (available %d)", n, available_cpus())
     return n
+
+
+def set_torch_threads(n: int | None = None) -> int:
+    """Set torch's intra-op thread count only (the environment stays as it is, so workers started
+    later choose for themselves). Returns the number chosen."""
+    import torch
+
+    n = choose_threads() if n is None else max(1, int(n))
+    torch.set_num_threads(n)
+    return n

@@ -169,3 +169,14 @@ def predict_file(run_dir: Path, rec_path: Path, *, channels: list[str] | None, d
     """Per-window predictions (DataFrame: start_s, end_s, label, p_<class>...) of a trained bridge run."""
     return cache.predictions(str(run_dir), state.mtime(Path(run_dir) / "bundle.json"), str(rec_path),
                              state.mtime(rec_path), tuple(channels) if channels else None, device)
+
+
+# -- verdict inputs -------------------------------------------------------------------------------------------
+def label_counts(pw: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Labelled windows per class in the train and test splits of ``PairedWindows``."""
+    counts = pw.counts()
+    out = []
+    for split in ("train", "test"):
+        row = counts.loc[split] if split in counts.index else {}
+        out.append({str(c): int(v) for c, v in dict(row).items() if c != "unlabelled"})
+    return out[0], out[1]

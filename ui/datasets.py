@@ -2,6 +2,8 @@
 
 Uploads are written to the app workspace (so a training subprocess can read them
 from disk), zips are extracted safely (no absolute paths, no ``..``, size-capped).
+Files uploaded together land in one folder, so a WFDB header finds its signal file
+(``save_upload_batch``), and a zip of a folder unpacks beside them.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ def save_upload(filename: str, data: bytes) -> Path:
     return path
 
 
-def extract_zip(filename: str, data: bytes) -> Path:
-    """Extract an uploaded zip into the workspace, refusing unsafe member names."""
+def extract_zip(filename: str, data: bytes, folder: Path | None = None) -> Path:
+    """Extract an uploaded zip into the workspace (or ``folder``), refusing unsafe member names."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -42,7 +44,8 @@ def extract_zip(filename: str, data: bytes) -> Path:
     total = sum(i.file_size for i in zf.infolist())
     if total > MAX_ZIP_UNPACKED_MB * 1024 * 1024:
         raise ManifestError(f"{filename}: unpacks to {total / 1e6:.0f} MB, over the {MAX_ZIP_UNPACKED_MB} MB limit.")
-    folder = state.workspace("uploads", state.fingerprint(filename, len(data), data[:4096].hex()))
+    if folder is None:
+        folder = state.workspace("uploads", state.fingerprint(filename, len(data), data[:4096].hex()))
     for info in zf.infolist():
         parts = PurePosixPath(info.filename).parts
         if info.filename.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
@@ -54,6 +57,93 @@ def extract_zip(filename: str, data: bytes) -> Path:
         if not target.exists() or target.stat().st_size != info.file_size:
             target.write_bytes(zf.read(info))
     return folder
+
+
+#: uploaded files that only accompany a record (WFDB signal/annotation files)
+COMPANIONS = (".dat", ".mat", ".atr", ".qrs", ".ecg")
+RECORD_SUFFIXES = (".edf", ".bdf", ".hea", ".csv", ".tsv", ".txt", ".parquet", ".npz")
+
+
+def save_upload_batch(files: Sequence[tuple[str, bytes]]) -> list[Path]:
+    """Save files uploaded together into one folder; unpack zips there; return one path per recording.
+
+    A WFDB record is its ``.hea`` (its ``.dat``/``.mat`` must be in the same upload or zip); a zip
+    of a folder gives every recording inside it. Raises ``RecordingError`` naming the file when a
+    signal file comes without its header or a header without its signal file.
+    (Thin app-side version; ``data.uploads`` takes it over when the engine offers grouping.)
+    """
+    if not files:
+        return []
+    grouping = _engine_grouping()
+    key = state.fingerprint([(n, len(d), d[:2048].hex(), d[-2048:].hex()) for n, d in files])
+    folder = state.workspace("uploads", "batch-" + key)
+    for name, data in files:
+        if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+            raise RecordingError(f"{name}: {len(data) / 1e6:.0f} MB is over the {MAX_UPLOAD_MB} MB upload cap.")
+        safe = PurePosixPath(name.replace("\\", "/")).name or "upload.bin"
+        if safe.lower().endswith(".zip"):
+            extract_zip(safe, data, folder / PurePosixPath(safe).stem)
+            continue
+        path = folder / safe
+        if not path.exists() or path.stat().st_size != len(data):
+            path.write_bytes(data)
+    if grouping is not None:
+        return [Path(p) for p in grouping(folder)]
+    return group_recordings(folder)
+
+
+def _engine_grouping():
+    """The engine's grouping of uploaded files into records, once ``data.uploads`` offers it."""
+    from .errors import has_engine
+
+    return engine("data.uploads", "group_upload_folder") if has_engine("data.uploads", "group_upload_folder") else None
+
+
+def group_recordings(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Recordings under ``folder``: one per WFDB record (its ``.hea``), one per other file; label tables
+    and manifests (CSV files whose header names ``file``/``label``/``path``…) are not recordings.
+
+    Signal files without their header and headers without their signal files are refused.
+    """
+    from .server_data import is_table
+
+    found = folder.rglob("*") if recursive else folder.glob("*")
+    files = sorted(p for p in found if p.is_file() and not p.name.startswith(("._", "."))
+                   and "__MACOSX" not in p.parts)
+    headers = {p.with_suffix("") for p in files if p.suffix.lower() == ".hea"}
+    out = []
+    for p in files:
+        suf = p.suffix.lower()
+        if suf == ".hea":
+            _check_wfdb_files(p)
+            out.append(p)
+        elif suf in COMPANIONS:
+            if p.with_suffix("") not in headers and suf in (".dat", ".mat"):
+                raise RecordingError(f"{p.name}: a WFDB signal file needs its header ({p.stem}.hea); "
+                                     "upload both together (or a zip holding both).")
+        elif suf in RECORD_SUFFIXES and not (suf == ".csv" and is_table(p)):
+            out.append(p)
+    if not out:
+        raise RecordingError("No recording among the uploaded files (EDF/BDF, WFDB .hea + .dat, CSV/TSV, "
+                             "Parquet, NPZ, or a zip of those).")
+    return out
+
+
+def _check_wfdb_files(hea: Path) -> None:
+    """Refuse a WFDB header whose signal files were not uploaded with it (named, without server paths)."""
+    try:
+        import wfdb
+
+        header = wfdb.rdheader(str(hea.with_suffix("")))
+    except Exception as exc:  # wfdb raises many kinds; the reader gives the full message later
+        raise RecordingError(f"{hea.name}: not a readable WFDB header ({type(exc).__name__}).") from None
+    names = [n for n in (getattr(header, "file_name", None) or []) if n and n != "~"]
+    if getattr(header, "seg_name", None):  # multi-segment: segment headers must be there too
+        names = [f"{s}.hea" for s in header.seg_name if s and s != "~"]
+    missing = sorted({n for n in names if not (hea.parent / n).exists()})
+    if missing:
+        raise RecordingError(f"{hea.name}: its file(s) {', '.join(missing)} were not uploaded; select the "
+                             f".hea together with {', '.join(missing)} (or upload a zip holding all of them).")
 
 
 def demo_manifest(kind: str) -> Path:
@@ -100,10 +190,59 @@ def parse_label_map(text: str) -> dict[str, str] | None:
     return engine("data.uploads", "parse_label_map", feature="Label mappings")(text)
 
 
-def read_label_table(filename: str, data: bytes) -> Any:
-    """An uploaded label CSV (``file,label[,label_start,label_end]``) as the engine reads it."""
+def read_label_table(filename: str, data: bytes, columns: dict[str, str] | None = None,
+                     values: dict[str, str] | None = None, span: tuple[float, float] | None = None) -> Any:
+    """An uploaded label CSV as the engine reads it (``file,label[,label_start,label_end]``).
+
+    ``columns`` maps those names to the table's own (``{"file": "recordname", "label": "result"}``),
+    ``values`` renames label values (``{"1": "true_alarm"}``), ``span`` labels only
+    ``[start, end)`` seconds of each file when the table has no span columns.
+    """
     fn = engine("data.uploads", "read_label_table", feature="Label tables")
+    if columns or values or span:
+        data = remap_label_table(filename, data, columns or {}, values or {}, span)
     return fn(data, name=filename)
+
+
+#: known label-table layouts: columns -> (file column, label column, value names, note)
+KNOWN_TABLES = {
+    frozenset({"recordname", "result"}): ("recordname", "result", {"1": "true_alarm", "0": "false_alarm"},
+                                           "PhysioNet/CinC 2015 alarms.csv: 1 = true alarm, 0 = false alarm"),
+}
+
+
+def table_columns(filename: str, data: bytes) -> list[str]:
+    """The header of an uploaded table (to offer a column mapping)."""
+    import pandas as pd
+
+    try:
+        return [str(c).strip() for c in pd.read_csv(io.BytesIO(data), nrows=0, sep=None, engine="python").columns]
+    except Exception as exc:  # noqa: BLE001 - pandas raises many kinds on bad tables
+        raise ManifestError(f"{filename}: not a readable table ({type(exc).__name__}).") from None
+
+
+def known_table(columns: Sequence[str]) -> tuple[str, str, dict, str] | None:
+    return KNOWN_TABLES.get(frozenset(c.lower() for c in columns))
+
+
+def remap_label_table(filename: str, data: bytes, columns: dict[str, str], values: dict[str, str],
+                      span: tuple[float, float] | None) -> bytes:
+    """The table rewritten with the engine's column names (renaming only: rows and values are kept)."""
+    import pandas as pd
+
+    frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, sep=None, engine="python")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    wanted = {k: v for k, v in columns.items() if v}
+    missing = [v for v in wanted.values() if v not in frame.columns]
+    if missing:
+        raise ManifestError(f"{filename}: no column {', '.join(map(repr, missing))}; columns are "
+                            f"{', '.join(frame.columns)}.")
+    out = pd.DataFrame({k: frame[v].str.strip() for k, v in wanted.items()})
+    if values:
+        out["label"] = out["label"].map(lambda v: values.get(v, v))
+    if span is not None and "label_start" not in out:
+        out["label_start"], out["label_end"] = str(float(span[0])), str(float(span[1]))
+    return out.to_csv(index=False).encode()
 
 
 def upload_plan(names: Sequence[str], *, subject_pattern: str, label_source: str,
@@ -129,3 +268,31 @@ def upload_plan(names: Sequence[str], *, subject_pattern: str, label_source: str
             label = "— (unlabelled)"
         rows.append({"file": name, "subject": subject, "label": label})
     return rows
+
+
+# -- server folders (only under the configured roots; see ui/server_data.py) ---------------------------
+#: recipe -> old side -> (old encoder, new encoder) offered by default
+RECIPE_ENCODERS = {
+    ("eegmat", "EEG"): ("builtin:eeg", "builtin:ecg"), ("eegmat", "ECG"): ("builtin:ecg", "builtin:eeg"),
+    ("cinc2015", "ECG"): ("builtin:ecg", "builtin:ppg"), ("cinc2015", "PPG"): ("builtin:ppg", "builtin:ecg"),
+}
+
+
+def manifest_from_recipe(recipe: str, folder: Path, old: str) -> Path:
+    """Run the dataset recipe matching a server folder; the manifest goes to the app workspace."""
+    from .server_data import RECIPES
+
+    _, fn_name, _ = RECIPES[recipe]
+    fn = engine("data.recipes", fn_name, feature=f"The {recipe} recipe")
+    out = state.workspace("recipes", state.fingerprint(recipe, str(folder), old))
+    return Path(fn(folder, out_dir=out, old=old))
+
+
+def server_manifest(path: Path, roots: Sequence[Any]) -> Any:
+    """Read a manifest CSV chosen under a data root; refuse one that points outside the roots."""
+    from .cache import load_manifest
+    from .server_data import check_manifest_files
+
+    manifest = load_manifest(str(path), state.mtime(path))
+    check_manifest_files(manifest.files(), roots, manifest_name=path.name)
+    return manifest

@@ -6,6 +6,9 @@
 
 Streamlit's own control flow (``st.stop``, ``st.rerun``, ``st.switch_page``) raises
 ``BaseException`` subclasses, which pass through untouched.
+
+Messages are shown to a browser user, so every server path in them is cut to its last part
+(``/srv/…/uploads/3fa1/bedside01.hea`` -> ``bedside01.hea``) by ``redact``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import re
 import traceback
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -22,6 +26,26 @@ import streamlit as st
 from bioxbridge_core.errors import BioXError
 
 log = logging.getLogger(__name__)
+
+
+#: an absolute POSIX path (not part of a URL or of a relative path), up to a quote, space or separator
+_PATH_RE = re.compile(r"(?<![\w.:/~-])(?:/[^\s/'\"`:;,()\[\]{}<>|]+)+/?")
+
+
+_QUOTED_RE = re.compile(r"(['\"`])(/[^'\"`\n]*)\1")
+
+
+def redact(text: str) -> str:
+    """``text`` with every absolute server path replaced by its last component (file or folder name)."""
+    def last(m: re.Match) -> str:
+        parts = [p for p in m.group(0).split("/") if p]
+        return parts[-1] if parts else "/"
+
+    def quoted(m: re.Match) -> str:  # a quoted path may hold spaces
+        q, body = m.group(1), m.group(2)
+        return q + (body.rstrip("/").rsplit("/", 1)[-1] or "/") + q
+
+    return _PATH_RE.sub(last, _QUOTED_RE.sub(quoted, str(text)))
 
 
 class EngineUnavailable(Exception):
@@ -68,19 +92,19 @@ def show_error(exc: BaseException, *, where: str = "") -> None:
     """Render one exception the way the boundary would."""
     prefix = f"{where}: " if where else ""
     if isinstance(exc, EngineUnavailable):
-        st.info(f"{prefix}{exc} The page will light up once that piece of the engine lands.",
+        st.info(redact(f"{prefix}{exc} The page will light up once that piece of the engine lands."),
                 icon=":material/extension:")
     elif isinstance(exc, BioXError):
-        st.error(f"{prefix}{exc}", icon=":material/warning:")
+        st.error(redact(f"{prefix}{exc}"), icon=":material/warning:")
     else:
         log.exception("unexpected error in the app", exc_info=exc)
         st.error(
-            f"{prefix}Something went wrong inside the Studio ({type(exc).__name__}: {exc}). "
-            "This is a bug, not a problem with your data; the details below help to report it.",
+            redact(f"{prefix}Something went wrong inside the Studio ({type(exc).__name__}: {exc}). "
+                   "This is a bug, not a problem with your data; the details below help to report it."),
             icon=":material/report:",
         )
         with st.expander("Technical details (traceback)"):
-            st.code("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), language="text")
+            st.code(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))), language="text")
 
 
 @contextmanager

@@ -70,10 +70,49 @@ class RunView:
     def stop_requested(self) -> bool:
         return (self.path / "STOP").exists()
 
+    @property
+    def has_bundle(self) -> bool:
+        """A usable bridge was saved (a finished run, or a stopped one that kept its best epoch)."""
+        return (self.path / "bundle.json").exists() and (self.path / "bridge.safetensors").exists()
+
+    @property
+    def can_resume(self) -> bool:
+        return self.state in ("stopped", "failed") and bool(self.config)
+
+    @property
+    def dataset(self) -> str:
+        """The dataset's short name as the Data page showed it (never a server path)."""
+        data = self.config.get("data") or {}
+        label = data.get("label") if isinstance(data, dict) else None
+        if label:
+            return str(label)
+        man = data.get("manifest") if isinstance(data, dict) else None
+        return Path(str(man)).name if man else (str(self.config.get("pipeline", {}).get("demo") or "") or "?")
+
+    @property
+    def bridge_metrics(self) -> dict:
+        b = self.metrics.get("bridge")
+        return b if isinstance(b, dict) else {}
+
+    def headline(self) -> str:
+        """The run's deciding number in words: held-out balanced accuracy, else best pair-val agreement."""
+        test = self.bridge_metrics.get("test") or {}
+        if isinstance(test.get("balanced_accuracy"), (int, float)):
+            return f"test BAcc {test['balanced_accuracy']:.3f}"
+        rows = [r for r in self.history if isinstance(r.get("val_agreement"), (int, float))]
+        if rows:
+            best = min(rows, key=lambda r: r.get("val_loss") if isinstance(r.get("val_loss"), (int, float))
+                       else float("inf"))
+            return f"agreement {best['val_agreement']:.0%} (epoch {best.get('epoch', '?')})"
+        return ""
+
     def label(self) -> str:
         enc = self.config.get("encoders") or {}
-        pair = f"{enc.get('old', '?')} → {enc.get('new', '?')}" if enc else ""
-        return f"{STATE_ICONS.get(self.state, '?')} {self.run_id}" + (f"  ·  {pair}" if pair else "")
+        parts = [f"{STATE_ICONS.get(self.state, '?')} {self.run_id}", self.dataset if self.config else ""]
+        if enc:
+            parts.append(f"{enc.get('old', '?')} → {enc.get('new', '?')}")
+        parts.append(self.headline())
+        return "  ·  ".join(p for p in parts if p)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -120,9 +159,46 @@ def bundle_bytes(run: RunView) -> bytes:
             rel = p.relative_to(run.path)
             if rel.parts and rel.parts[0] == "checkpoint":
                 continue  # resume state is not part of a bundle
-            if p.suffix in (".json", ".safetensors", ".csv", ".txt", ".md", ".log"):
+            if p.suffix == ".json":  # the config names server paths: only their last parts leave the server
+                zf.writestr(f"{run.run_id}/{rel.as_posix()}", _redact_json(p))
+            elif p.suffix in (".safetensors", ".csv", ".md"):
                 zf.write(p, arcname=f"{run.run_id}/{rel.as_posix()}")
     return buf.getvalue()
+
+
+def _redact_json(path: Path) -> str:
+    from .errors import redact
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        return redact(obj) if isinstance(obj, str) else obj
+
+    try:
+        return json.dumps(walk(json.loads(path.read_text())), indent=2)
+    except (OSError, ValueError):
+        return "{}"
+
+
+#: config keys that name server files (kept out of what the browser sees)
+PATH_KEYS = ("windows", "head", "manifest", "job_module", "encoder_factory")
+
+
+def public_config(run: RunView) -> dict:
+    """The run's settings without server paths (for the Runs page)."""
+    from .errors import redact
+
+    keep = {}
+    for k in ("encoders", "positions", "bridge", "data", "seed", "device", "baselines"):
+        v = run.config.get(k)
+        if v is None:
+            continue
+        if k == "data" and isinstance(v, dict):
+            v = {kk: vv for kk, vv in v.items() if kk != "manifest"}
+        keep[k] = v
+    return json.loads(redact(json.dumps(keep, default=str)))
 
 
 def flat_metrics(run: RunView) -> dict[str, float]:

@@ -5,6 +5,7 @@ Every widget gets a stable ``key`` (``w_<page>_<name>``) so the browser tests ca
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import streamlit as st
@@ -19,7 +20,10 @@ METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "f1_macro": "Macro F1
 
 
 def sidebar() -> Any:
-    """Shared sidebar: device, run-store folder, and a slot for the active dataset and run.
+    """Shared sidebar: device, the run store's name, and a slot for the active dataset and run.
+
+    The run-store folder is set by the server (``BIOXBRIDGE_RUNS``), not typed in the browser:
+    a browser user must not point the app at arbitrary server folders.
 
     Returns the slot; ``app.py`` fills it with ``active_summary`` after the page ran, so what the
     page just chose (a dataset, a run) shows at once.
@@ -30,9 +34,8 @@ def sidebar() -> Any:
         choice = st.selectbox("Device", DEVICES, index=DEVICES.index(dev) if dev in DEVICES else 0,
                               key="w_sidebar_device", help="auto = CUDA when available, else CPU.")
         state.put("device", choice)
-        root = st.text_input("Run-store folder", value=str(state.get("run_root")), key="w_sidebar_run_root",
-                             help="Folder holding one sub-folder per run (relative to the Studio folder).")
-        state.put("run_root", root.strip() or "runs")
+        st.caption(f"Run store: `{Path(str(state.get('run_root') or 'runs')).name}/`",
+                   help="One folder per run; set on the server with BIOXBRIDGE_RUNS.")
         st.divider()
         st.caption("ACTIVE")
         slot = st.container()
@@ -134,8 +137,22 @@ def need_dataset() -> str | None:
     return None
 
 
+VERDICT_STYLE = {"go": (st.success, ":material/check_circle:", "Fit to go on"),
+                 "caution": (st.warning, ":material/warning:", "Go on with care"),
+                 "stop": (st.error, ":material/block:", "Not fit to go on")}
+
+
+def show_verdict(verdict: Any, *, compact: bool = False) -> None:
+    """A verdict box: level word, the plain sentence, then the deciding numbers."""
+    fn, icon, word = VERDICT_STYLE.get(getattr(verdict, "level", "caution"), VERDICT_STYLE["caution"])
+    text = f"**{word}: {verdict.headline}**"
+    if verdict.detail and not compact:
+        text += f"  \n{verdict.detail}"
+    fn(text, icon=icon)
+
+
 def runs_table(runs: Sequence[RunView]) -> None:
-    """Compact table of runs with state, encoders and progress."""
+    """Compact table of runs with state, dataset, encoders, headline metric and progress."""
     rows = []
     for r in runs:
         enc = r.config.get("encoders") or {}
@@ -144,7 +161,9 @@ def runs_table(runs: Sequence[RunView]) -> None:
         rows.append({
             "run": r.run_id,
             "state": f"{STATE_ICONS.get(r.state, '?')} {r.state}",
+            "dataset": r.dataset if r.config else "",
             "old → new": f"{enc.get('old', '?')} → {enc.get('new', '?')}" if enc else "",
+            "result": r.headline(),
             "progress": (prog.get("step", 0) / total) if total else None,
             "message": r.message,
             "updated": r.updated[:19].replace("T", " "),
@@ -153,9 +172,11 @@ def runs_table(runs: Sequence[RunView]) -> None:
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
 
 
-def run_picker(label: str, *, key: str, states: Sequence[str] | None = None) -> RunView | None:
-    """Select one run from the store (optionally only some states); remembers the active run."""
-    runs = [r for r in list_runs(state.run_root()) if states is None or r.state in states]
+def run_picker(label: str, *, key: str, states: Sequence[str] | None = None,
+               where: Callable[[RunView], bool] | None = None) -> RunView | None:
+    """Select one run from the store (optionally only some states / a filter); remembers the active run."""
+    runs = [r for r in list_runs(state.run_root()) if (states is None or r.state in states)
+            and (where is None or where(r))]
     if not runs:
         return None
     ids = [r.run_id for r in runs]
