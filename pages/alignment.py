@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import actions, plots, state
 from ui.errors import boundary
-from ui.widgets import need_dataset, page_header, progress_callback
+from ui.widgets import need_dataset, page_header, progress_callback, show_verdict
 
 page_header("Alignment", "Stage 1 picks the new-model layer that best predicts the old model's pseudo labels; "
             "stage 2 the old-model layer whose input is most similar to it (linear CKA).")
@@ -27,27 +27,40 @@ if manifest_path:
                     icon=":material/info:")
         else:
             news, olds = list(res.new_positions), list(res.old_positions)
-            i, j = news.index(res.new_position), olds.index(res.old_position)
+            chosen = state.get("positions") or {}
+            rd = chosen.get("read") if chosen.get("read") in news else res.new_position
+            wr = chosen.get("write") if chosen.get("write") in olds else res.old_position
+            i, j = news.index(rd), olds.index(wr)
+            verdict = actions.alignment_verdict(res, {"read": rd, "write": wr})
+            baseline, threshold = verdict.numbers.get("baseline"), verdict.numbers.get("threshold")
             cka = np.asarray(res.cka if debiased else res.cka_biased)
-            null = np.asarray(res.null_cka)
+            show_verdict(verdict)
             m1, m2, m3, m4 = st.columns(4)
             m1.metric("Pair windows (n)", res.n_pairs)
-            m2.metric("Read (new) m", res.new_position, help=f"probe macro-F1 {res.probe_f1[i]:.3f}")
-            m3.metric("Write (old) l", res.old_position, help=f"CKA {cka[i, j]:.3f}")
-            m4.metric("CKA vs shuffled pairs", f"{cka[i, j]:.3f}", delta=f"baseline {null[i, j]:.3f}",
-                      delta_color="off")
+            m2.metric("Read (new) m", rd, help=f"probe macro-F1 {res.probe_f1[i]:.3f}")
+            m3.metric("Write (old) l", wr)
+            m4.metric("Debiased CKA of this cell", f"{np.asarray(res.cka)[i, j]:.3f}",
+                      delta=f"shuffled-pairs baseline {baseline:.3f}" if baseline is not None else None,
+                      delta_color="off", help="The same baseline marks the heatmap's colour bar; cells at or "
+                      f"below {threshold:.3f} (baseline + 2 SD, at least +0.02) are grey."
+                      if threshold is not None else None)
             for note in res.notes or []:
                 st.caption(f":material/warning: {note}")
             st.plotly_chart(plots.probe_bars(news, res.probe_f1, errors=res.probe_f1_std, best=i,
                                              chance=None, metric=f"CV macro-F1 ({res.probe_cv})"),
                             key="w_align_probe")
-            st.plotly_chart(plots.cka_heatmap(cka, news, olds, selected=(i, j), stage1_row=i,
-                                              baseline=float(np.nanmean(null)) if null.size else None,
-                                              zmin=None if debiased else 0.0,
-                                              title="Linear CKA, " + ("debiased" if debiased else "biased")),
-                            key="w_align_cka")
-            st.caption("Orange band: the stage-1 row (best probe). Red box: the selected pair. Title: the mean "
-                       "CKA of shuffled (unpaired) windows — what 'no relation' scores at this n.")
+            if debiased:
+                fig = plots.cka_heatmap(cka, news, olds, selected=(i, j), stage1_row=news.index(res.new_position),
+                                        baseline=baseline, threshold=threshold, title="Linear CKA, debiased")
+                caption = ("Grey: not above the selected cell's shuffled-pairs baseline (what unrelated windows score "
+                           "at this n). Orange band: the stage-1 row (best probe). Red box: the chosen cell.")
+            else:
+                fig = plots.cka_heatmap(cka, news, olds, selected=(i, j), stage1_row=news.index(res.new_position),
+                                        colorscale="Greys", title="Linear CKA, biased (inflated at small n)")
+                caption = ("The biased estimator scores even unrelated features high at small n (two independent "
+                           "random 50×768 sets score about 0.94): compare cells with it, never read it as evidence.")
+            st.plotly_chart(fig, key="w_align_cka")
+            st.caption(caption)
             c1, c2 = st.columns(2)
             for col, name, mat, names in ((c1, "New model", res.self_new, news), (c2, "Old model", res.self_old, olds)):
                 if np.asarray(mat).size:
@@ -55,13 +68,13 @@ if manifest_path:
                                      key=f"w_align_self_{name[:3].lower()}")
 
             st.subheader("Positions for the bridge")
-            chosen = state.get("positions") or {}
-            rd0 = chosen.get("read") if chosen.get("read") in news else res.new_position
-            wr0 = chosen.get("write") if chosen.get("write") in olds else res.old_position
             c1, c2 = st.columns(2)
-            rd = c1.selectbox("Read (new model)", news, index=news.index(rd0), key="w_align_read")
-            wr = c2.selectbox("Write (old model)", olds, index=olds.index(wr0), key="w_align_write")
-            state.put("positions", {"read": rd, "write": wr})
+            rd = c1.selectbox("Read (new model)", news, index=news.index(rd), key="w_align_read")
+            wr = c2.selectbox("Write (old model)", olds, index=olds.index(wr), key="w_align_write")
+            if {"read": rd, "write": wr} != chosen:
+                state.put("positions", {"read": rd, "write": wr})
+                if chosen:
+                    st.rerun()  # the verdict and the boxed cell follow the override
             if (rd, wr) != (res.new_position, res.old_position):
                 st.caption(f"Override: the recommended pair is {res.new_position} → {res.old_position}.")
             st.page_link("pages/train.py", label="Next: Train", icon=":material/arrow_forward:")

@@ -4,7 +4,32 @@ import streamlit as st
 
 from ui import actions, cache, plots, state
 from ui.errors import boundary
-from ui.widgets import encoder_pair, metric_cards, need_dataset, page_header, progress_callback
+from ui.widgets import encoder_pair, metric_cards, need_dataset, page_header, progress_callback, show_verdict
+
+
+
+def assessment_section(settings: dict, assessment: dict | None) -> None:
+    """Subject-grouped CV of the old model on train beside hand-crafted features on the same folds."""
+    st.markdown("**Is the old model better than simple features?**")
+    if st.button("Assess with subject-grouped cross-validation", key="w_models_assess",
+                 help="The old model and a hand-crafted-feature logistic regression, on the same folds of the "
+                      "train subjects."):
+        actions.assess_old_model(settings, device=state.device_arg(), on_progress=progress_callback("Cross-validating…"))
+        st.rerun()  # the verdict above now uses the cross-validated score
+    if not assessment:
+        return
+    om, hc = assessment.get("old_model") or {}, assessment.get("handcrafted") or {}
+    c1, c2, c3 = st.columns(3)
+    for col, name, m in ((c1, "Old model (CV)", om), (c2, "Hand-crafted features (CV)", hc)):
+        if isinstance(m.get("mean"), (int, float)):
+            col.metric(name, f"{m['mean']:.3f}", delta=f"± {m.get('std', 0):.3f} over {assessment.get('n_folds', '?')}"
+                       " folds", delta_color="off")
+    if isinstance(assessment.get("chance"), (int, float)):
+        c3.metric("Chance", f"{assessment['chance']:.3f}")
+    st.caption(f"Balanced accuracy, {assessment.get('n_folds', '?')} folds grouped by subject over "
+               f"{assessment.get('n_windows', '?')} labelled train windows of {assessment.get('n_subjects', '?')} "
+               "subjects.")
+
 
 page_header("Models", "The old model (with a task head) and the new model the bridge will feed from.")
 
@@ -35,6 +60,8 @@ if manifest_path:
     with boundary("Task head"):
         settings = state.data_settings()
         report = actions.head_report(settings)
+        with boundary("Labelled windows"):
+            show_verdict(actions.labels_verdict(settings), compact=report is not None)
         label = "Retrain the task head" if report else "Train the task head"
         if st.button(label, type="secondary" if report else "primary", key="w_models_train_head"):
             report = actions.train_old_head(settings, device=state.device_arg(),
@@ -43,13 +70,22 @@ if manifest_path:
         if report is None:
             st.info("No task head for this dataset and old encoder yet.", icon=":material/info:")
         else:
+            assessment = actions.assessment_report(settings)
+            show_verdict(actions.old_model_verdict(report, assessment))
             splits = report.get("splits", {})
-            tabs = st.tabs([f"{s} (n={v.get('n', '?')})" for s, v in splits.items()] or ["—"])
-            for tab, (split, m) in zip(tabs, splits.items()):
+            order = [s for s in ("test", "val", "train") if s in splits]  # held-out results first
+            names = {"test": "held-out subjects (test)", "val": "validation subjects", "train": "train (seen in fit)"}
+            tabs = st.tabs([f"{names[s]} · n={splits[s].get('n', '?')}" for s in order] or ["—"])
+            for tab, split in zip(tabs, order):
+                m = splits[split]
                 with tab:
+                    if split == "train":
+                        st.caption("Scores on the windows the head was fitted on: optimistic, not evidence.")
                     metric_cards(m)
                     if m.get("confusion"):
                         st.plotly_chart(plots.confusion_matrix(m["confusion"], report["label_names"],
-                                                               title=f"Old model on {split}"),
+                                                               title=f"Old model on {names[split]}"),
                                         key=f"w_models_cm_{split}")
+            with boundary("Assessment"):
+                assessment_section(settings, assessment)
             st.page_link("pages/alignment.py", label="Next: Alignment", icon=":material/arrow_forward:")

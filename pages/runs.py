@@ -6,15 +6,15 @@ import streamlit as st
 
 from ui import actions, plots, state
 from ui.errors import boundary
-from ui.runs_view import bundle_bytes, flat_metrics, list_runs
-from ui.widgets import metric_cards, page_header, runs_table
+from ui.runs_view import bundle_bytes, flat_metrics, list_runs, public_config
+from ui.widgets import metric_cards, page_header, runs_table, show_verdict
 
 page_header("Runs", "Everything saved in the run store.")
 
 by_id = {}
 with boundary("Runs"):
     runs = list_runs(state.run_root())
-    st.caption(f"Folder: `{state.run_root()}` · {len(runs)} run(s)")
+    st.caption(f"{len(runs)} run(s) in the run store")
     if not runs:
         st.info("No runs yet. Train a bridge on the Train page.", icon=":material/info:")
         st.stop()
@@ -31,26 +31,36 @@ with tab_one, boundary("Run details"):
                        format_func=lambda i: by_id[i].label())
     state.put("active_run", rid)
     r = by_id[rid]
+    st.caption(f"Dataset: **{r.dataset}** · {r.headline() or 'no result yet'}")
     if r.state == "failed":
         st.error(f"This run failed: {r.message or 'no reason recorded'}", icon=":material/error:")
     elif r.is_active:
         st.info(f"Running: {r.progress.get('message') or r.message}", icon=":material/autorenew:")
+    elif r.state == "stopped":
+        st.warning(f"Stopped: {r.message or 'by request'}"
+                   + ("" if r.has_bundle else " — no usable bridge was kept (no epoch had finished)."),
+                   icon=":material/stop_circle:")
+    if r.can_resume and st.button("Resume this run", key="w_runs_resume", icon=":material/play_arrow:",
+                                  help="Continue from the last saved epoch, in the same folder."):
+        actions.resume_run(r.path)
+        st.rerun()
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Settings**")
-        st.json({k: r.config.get(k) for k in ("encoders", "positions", "bridge", "data", "seed", "device")
-                 if k in r.config}, expanded=False)
+        st.json(public_config(r), expanded=False)
     with c2:
-        st.markdown("**Metrics**")
-        test = (r.metrics.get("bridge") or {}).get("test") if isinstance(r.metrics.get("bridge"), dict) else None
-        metric_cards(test or r.metrics)
+        st.markdown("**Metrics (held-out test subjects)**")
+        test = r.bridge_metrics.get("test")
+        metric_cards(test or {})
         with st.expander("All metrics"):
             st.json(r.metrics)
     if r.history:
-        st.plotly_chart(plots.loss_curves(r.history), key="w_runs_curve")
+        show_verdict(actions.bridge_verdict(r), compact=True)
+        st.plotly_chart(plots.training_figure(r.history, chance_agreement=r.bridge_metrics.get("agreement_chance"),
+                                              best_epoch=r.bridge_metrics.get("best_epoch")), key="w_runs_curve")
     d1, d2 = st.columns(2)
     d1.download_button("Download bridge bundle (zip)", bundle_bytes(r), file_name=f"{r.run_id}.zip",
-                       mime="application/zip", key="w_runs_download", disabled=r.is_active)
+                       mime="application/zip", key="w_runs_download", disabled=r.is_active or not r.has_bundle)
     with d2.popover("Delete run", disabled=r.is_active):
         st.write(f"Delete **{r.run_id}** and all its files?")
         if st.button("Yes, delete", type="primary", key="w_runs_delete"):
@@ -65,8 +75,9 @@ with tab_cmp, boundary("Compare"):
         flat = {i: flat_metrics(by_id[i]) for i in chosen}
         keys = sorted({k for f in flat.values() for k in f})
         table = [{"metric": k, **{i: flat[i].get(k) for i in chosen}} for k in keys]
-        rows = [{"setting": k, **{i: json.dumps(by_id[i].config.get(k), default=str) for i in chosen}}
-                for k in ("encoders", "positions", "bridge")]
+        rows = [{"setting": "dataset", **{i: by_id[i].dataset for i in chosen}}]
+        rows += [{"setting": k, **{i: json.dumps(public_config(by_id[i]).get(k), default=str) for i in chosen}}
+                 for k in ("encoders", "positions", "bridge")]
         c1, c2 = st.columns(2)
         c1.dataframe(rows, hide_index=True, width="stretch")
         c2.dataframe(table, hide_index=True, width="stretch")

@@ -1,12 +1,12 @@
-"""Train: bridge settings, parameter count, start/stop background runs, live loss curves."""
+"""Train: bridge settings, parameter count, start/stop/resume background runs, live curves and verdicts."""
 
 import streamlit as st
 
 from bioxbridge_core import BridgeConfig
 from ui import actions, plots, state
 from ui.errors import boundary, show_error
-from ui.runs_view import STATE_BADGES, list_runs, read_run
-from ui.widgets import need_dataset, page_header
+from ui.runs_view import STATE_BADGES, format_seconds, list_runs, read_run, timing
+from ui.widgets import need_dataset, page_header, show_verdict
 
 page_header("Train", "Only the bridge is trained; both encoders and the task head stay frozen. "
             "Training runs in the background: switch pages or reload freely.")
@@ -16,6 +16,14 @@ if manifest_path:
     with boundary("Bridge settings"):
         settings = state.data_settings()
         positions = state.get("positions")
+        with st.expander("Before you train: what the earlier stages say", expanded=True):
+            with boundary("Old model"):
+                show_verdict(actions.old_model_verdict(actions.head_report(settings),
+                                                       actions.assessment_report(settings)), compact=True)
+            res = actions.load_alignment(settings)
+            if res is not None:
+                with boundary("Alignment"):
+                    show_verdict(actions.alignment_verdict(res, positions), compact=True)
         if not positions:
             st.info("Choose the read/write positions on the Alignment page first.", icon=":material/info:")
             st.page_link("pages/alignment.py", label="Go to Alignment", icon=":material/grid_on:")
@@ -55,6 +63,50 @@ if manifest_path:
                 st.rerun()  # redraw the sidebar and the run list with the new run
 
 
+def run_card(r) -> None:
+    """One run: state, progress with seconds per epoch and time left, curves, verdict, stop/resume."""
+    with st.container(border=True, key=f"w_train_run_{r.run_id}"):
+        c1, c2 = st.columns([4, 1])
+        c1.markdown(f"{STATE_BADGES.get(r.state, STATE_BADGES['unknown'])} **{r.run_id}** · {r.dataset} · {r.state}"
+                    + (f" · {r.message}" if r.message else ""))
+        t = timing(r)
+        if r.is_active:
+            prog = r.progress
+            total = prog.get("total") or 0
+            c1.progress(min(1.0, prog.get("step", 0) / total) if total else 0.0,
+                        text=prog.get("message") or f"step {prog.get('step', 0)} of {total or '?'}")
+            if c2.button("Stop", key=f"w_train_stop_{r.run_id}", disabled=r.stop_requested,
+                         help="Stops after the current step and keeps the best epoch so far as a usable bridge."):
+                try:
+                    actions.stop_run(r.path)
+                except Exception as exc:  # shown in place; the fragment keeps polling
+                    show_error(exc, where="Stop")
+        elif r.can_resume:
+            if c2.button("Resume", key=f"w_train_resume_{r.run_id}", icon=":material/play_arrow:",
+                         help="Continue from the last saved epoch."):
+                try:
+                    actions.resume_run(r.path)
+                except Exception as exc:
+                    show_error(exc, where="Resume")
+            if r.state == "failed":
+                st.error(f"Run failed: {r.message or 'no reason recorded'}", icon=":material/error:")
+        if t["seconds_per_epoch"] is not None:
+            left = f" · about {format_seconds(t['seconds_left'])} left" if r.is_active and t["seconds_left"] else ""
+            st.caption(f"Epoch {t['done']} of {t['total'] or '?'} · {t['seconds_per_epoch']:.1f} s per epoch{left}")
+        if r.history:
+            history = read_run(r.path).history
+            verdict = actions.bridge_verdict(r)
+            st.plotly_chart(plots.training_figure(history, chance_agreement=r.bridge_metrics.get("agreement_chance"),
+                                                  best_epoch=verdict.numbers.get("best_epoch")),
+                            key=f"w_train_curve_{r.run_id}")
+            last = history[-1]
+            if last.get("val_agreement") is not None:
+                st.caption(f"Epoch {last['epoch']}: the bridged new-signal model agrees with the old model on "
+                           f"{last['val_agreement']:.0%} of held-out pairs (no labels needed).")
+            if not r.is_active:
+                show_verdict(verdict)
+
+
 @st.fragment(run_every=1.0)
 def live_runs() -> None:
     """Poll the run folders (status.json, history.json) and draw live curves; never touches the worker."""
@@ -65,29 +117,7 @@ def live_runs() -> None:
         st.caption("No bridge runs yet.")
         return
     for r in recent:
-        with st.container(border=True):
-            c1, c2 = st.columns([4, 1])
-            prog = r.progress
-            c1.markdown(f"{STATE_BADGES.get(r.state, STATE_BADGES['unknown'])} **{r.run_id}** · {r.state}"
-                        + (f" · {r.message}" if r.message else ""))
-            if r.is_active:
-                total = prog.get("total") or 0
-                c1.progress(min(1.0, prog.get("step", 0) / total) if total else 0.0,
-                            text=prog.get("message") or f"step {prog.get('step', 0)} of {total or '?'}")
-                if c2.button("Stop", key=f"w_train_stop_{r.run_id}", disabled=r.stop_requested):
-                    try:
-                        actions.stop_run(r.path)
-                    except Exception as exc:  # shown in place; the fragment keeps polling
-                        show_error(exc, where="Stop")
-            elif r.state == "failed":
-                st.error(f"Run failed: {r.message or 'no reason recorded'}", icon=":material/error:")
-            if r.history:
-                history = read_run(r.path).history
-                st.plotly_chart(plots.loss_curves(history), key=f"w_train_curve_{r.run_id}")
-                last = history[-1]
-                if last.get("val_agreement") is not None:
-                    st.caption(f"Epoch {last['epoch']}: the bridged new-signal model agrees with the old model on "
-                               f"{last['val_agreement']:.0%} of held-out pairs (no labels needed).")
+        run_card(r)
 
 
 st.subheader("Runs")

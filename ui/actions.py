@@ -180,3 +180,95 @@ def label_counts(pw: Any) -> tuple[dict[str, int], dict[str, int]]:
         row = counts.loc[split] if split in counts.index else {}
         out.append({str(c): int(v) for c, v in dict(row).items() if c != "unlabelled"})
     return out[0], out[1]
+
+
+# -- the old model: held-out score, assessment against hand-crafted features, verdicts ------------------------
+#: engine function the transfer work provides (``bioxbridge_core.pipeline``):
+#: ``assess_old_model(old_encoder, train_windows, *, seed=0, on_progress=None) -> dict`` with
+#: ``metric``, ``n_folds``, ``grouped``, ``n_windows``, ``n_subjects``, ``chance`` and, per model
+#: (``old_model``, ``handcrafted``), ``{"mean", "std", "folds"}`` of subject-grouped CV on ``train``.
+ASSESS_FN = ("pipeline", "assess_old_model")
+
+
+def assessment_report(settings: dict) -> dict | None:
+    path = head_dir(settings) / "assessment.json"
+    return read_json(path) if path.exists() else None
+
+
+def assess_old_model(settings: dict, *, device: str | None, on_progress: Progress = None, seed: int = 0) -> dict:
+    """Subject-grouped CV of the old model on ``train`` beside hand-crafted features on the same folds."""
+    fn = engine(*ASSESS_FN, feature="Assessing the old model (subject-grouped CV vs hand-crafted features)")
+    pw = cache.paired_windows_for(settings)
+    enc = cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device)
+    result = dict(fn(enc, pw.split("train").labelled(), seed=seed, on_progress=on_progress))
+    atomic_write_json(head_dir(settings) / "assessment.json", result)
+    return result
+
+
+def old_model_verdict(report: dict | None, assessment: dict | None) -> Any:
+    """The old model's verdict: from the CV assessment when there is one, else the held-out test split."""
+    old_model_verdict = engine("verdicts", "old_model_verdict", feature="Verdicts")
+    names = (report or {}).get("label_names") or (assessment or {}).get("label_names") or []
+    n_classes = max(2, len(names))
+    if assessment and isinstance(assessment.get("old_model"), dict):
+        om, hc = assessment["old_model"], assessment.get("handcrafted") or {}
+        folds = om.get("folds") or []
+        return old_model_verdict(om.get("mean"), n_classes=int(assessment.get("n_classes") or n_classes),
+                                 n_eval=assessment.get("n_windows"), fold_std=om.get("std"),
+                                 n_folds=assessment.get("n_folds") or len(folds) or None, baseline=hc.get("mean"),
+                                 source=f"subject-grouped CV on train ({assessment.get('n_subjects', '?')} subjects)")
+    test = ((report or {}).get("splits") or {}).get("test")
+    if test:
+        return old_model_verdict(test.get("balanced_accuracy"), n_classes=n_classes, n_eval=test.get("n"),
+                                 source="the held-out test subjects")
+    return old_model_verdict(None, n_classes=n_classes)
+
+
+def alignment_verdict(res: Any, positions: dict | None = None) -> Any:
+    """Verdict on the chosen (read, write) cell against its own shuffled-pairs null (debiased CKA)."""
+    import numpy as np
+
+    verdict = engine("verdicts", "alignment_verdict", feature="Verdicts")
+    news, olds = list(res.new_positions), list(res.old_positions)
+    rd = (positions or {}).get("read") if (positions or {}).get("read") in news else res.new_position
+    wr = (positions or {}).get("write") if (positions or {}).get("write") in olds else res.old_position
+    i, j = news.index(rd), olds.index(wr)
+    std = np.asarray(res.null_cka_std)
+    return verdict(float(np.asarray(res.cka)[i, j]), float(np.asarray(res.null_cka)[i, j]),
+                   float(std[i, j]) if std.size else None, n_pairs=res.n_pairs, new_position=rd, old_position=wr)
+
+
+def bridge_verdict(run: Any) -> Any:
+    """Verdict on a bridge run from its per-epoch agreement with the old model."""
+    verdict = engine("verdicts", "bridge_verdict", feature="Verdicts")
+    b = run.bridge_metrics
+    epochs = (run.config.get("bridge") or {}).get("epochs")
+    return verdict(run.history, chance_agreement=b.get("agreement_chance"), n_val=b.get("n_val"), epochs=epochs)
+
+
+def labels_verdict(settings: dict) -> Any:
+    """Labelled windows per class in the train (and test) split of the active dataset."""
+    verdict = engine("verdicts", "label_verdict", feature="Verdicts")
+    pw = cache.paired_windows_for(settings)
+    train, test = label_counts(pw)
+    names = list(pw.label_names)
+    return verdict({n: train.get(n, 0) for n in names}, test_counts={n: test.get(n, 0) for n in names})
+
+
+def resume_run(run_dir: Path) -> None:
+    """Start a stopped or crashed run again; it continues after its last saved epoch."""
+    resume_job = engine("jobs", "resume_job", feature="Resuming runs")
+    resume_job(run_dir)
+
+
+def prediction_summary(frames: dict[str, Any]) -> list[dict]:
+    """One row per predicted recording: windows, most frequent class and its share, mean confidence."""
+    rows = []
+    for name, f in frames.items():
+        probs = f[[c for c in f.columns if c.startswith("p_")]].to_numpy()
+        counts = f["label"].value_counts()
+        rows.append({"recording": name, "windows": len(f),
+                     "most frequent class": str(counts.index[0]) if len(counts) else "—",
+                     "share": float(counts.iloc[0] / len(f)) if len(f) else None,
+                     "mean confidence": float(probs.max(axis=1).mean()) if len(probs) else None})
+    return rows

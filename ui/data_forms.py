@@ -249,8 +249,7 @@ def recordings_form(recordings: list[Path], src: str) -> tuple[list[Any], dict[s
 
 # -- windows -------------------------------------------------------------------------------------------------
 def windows_section(manifest_path: str | None) -> None:
-    from .actions import label_counts
-    from .errors import engine
+    from .actions import labels_verdict
 
     spec = cache.encoder_spec(state.get("old_encoder"))
     c1, c2 = st.columns(2)
@@ -273,10 +272,7 @@ def windows_section(manifest_path: str | None) -> None:
     st.dataframe(pw.counts(), width="stretch")
     if summ["dropped"]:
         st.caption("Dropped windows: " + ", ".join(f"{k}: {v}" for k, v in summ["dropped"].items()))
-    train, test = label_counts(pw)
-    label_verdict = engine("verdicts", "label_verdict", feature="Verdicts")
-    show_verdict(label_verdict({n: train.get(n, 0) for n in summ["label_names"]},
-                               test_counts={n: test.get(n, 0) for n in summ["label_names"]}))
+    show_verdict(labels_verdict(s))
     st.page_link("pages/models.py", label="Next: Models", icon=":material/arrow_forward:")
 
 

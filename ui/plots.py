@@ -66,22 +66,59 @@ def _cell_box(fig: go.Figure, i: int, j: int, color: str, width: float = 3, dash
                   line=dict(color=color, width=width, dash=dash), fillcolor="rgba(0,0,0,0)")
 
 
+NOISE_GREY = "#dcdcdc"
+
+
+def _cka_colorscale(zmin: float, zmax: float, threshold: float | None, base: str = "Blues") -> list:
+    """A colour scale that paints everything at or below ``threshold`` one flat grey (noise never looks
+    strong) and runs a sequential scale only above it."""
+    import plotly.colors as pc
+
+    ramp = pc.get_colorscale(base)
+    if threshold is None or not np.isfinite(threshold) or threshold <= zmin:
+        return ramp
+    t = min(1.0, max(0.0, (threshold - zmin) / (zmax - zmin)))
+    if t >= 1.0:
+        return [[0.0, NOISE_GREY], [1.0, NOISE_GREY]]
+    colours = pc.sample_colorscale(ramp, [0.2 + 0.8 * k / 9 for k in range(10)])  # skip the near-white end
+    scale = [[0.0, NOISE_GREY], [t, NOISE_GREY]]
+    scale += [[t + (1.0 - t) * k / 9 + (1e-9 if k == 0 else 0.0), c] for k, c in enumerate(colours)]
+    return scale
+
+
 def cka_heatmap(matrix: np.ndarray, row_names: Sequence[str], col_names: Sequence[str], *,
                 selected: tuple[int, int] | None = None, stage1_row: int | None = None,
-                title: str = "Linear CKA", zmin: float | None = 0.0, zmax: float | None = 1.0,
+                title: str = "Linear CKA", zmin: float | None = None, zmax: float = 1.0,
                 row_title: str = "new model (read position m)", col_title: str = "old model (write position l)",
-                baseline: float | None = None) -> go.Figure:
-    """M×L heatmap with values on hover; the stage-1 row outlined, the selected cell boxed."""
+                baseline: float | None = None, threshold: float | None = None, colorscale: str = "Blues") -> go.Figure:
+    """M×L heatmap on a fixed scale up to ``zmax`` (CKA's ceiling, 1), values on hover.
+
+    With ``baseline`` (the shuffled-pairs CKA) and ``threshold`` (what counts as above it), every cell at
+    or below the threshold is one flat grey and the colour bar marks the baseline: the same number the
+    page's metric shows. The stage-1 row is outlined, the selected cell boxed.
+    """
     z = np.asarray(matrix, dtype=float)
     if z.shape != (len(row_names), len(col_names)):
         raise ValueError(f"CKA matrix has shape {z.shape}; expected ({len(row_names)}, {len(col_names)}).")
+    finite = z[np.isfinite(z)]
+    lo = min([0.0] + ([float(finite.min())] if finite.size else []) +
+             ([float(baseline)] if baseline is not None and np.isfinite(baseline) else []))
+    zmin = lo if zmin is None else zmin
     y_idx = list(range(len(row_names)))
     x_idx = list(range(len(col_names)))
     text = [[f"{v:.3f}" if np.isfinite(v) else "" for v in row] for row in z]
     if selected is not None:  # star the chosen cell in its own label (an annotation would cover the cell above)
         text[selected[0]][selected[1]] = "★ " + text[selected[0]][selected[1]]
+    ticks, labels = [zmin, zmax], [f"{zmin:.2f}", f"{zmax:.2f}"]
+    if baseline is not None and np.isfinite(baseline):
+        ticks.append(float(baseline))
+        labels.append(f"shuffled {baseline:.3f}")
+    if threshold is not None and np.isfinite(threshold) and threshold < zmax:
+        ticks.append(float(threshold))
+        labels.append(f"chance bar {threshold:.3f}")
     fig = go.Figure(go.Heatmap(
-        z=z, x=x_idx, y=y_idx, colorscale="Viridis", zmin=zmin, zmax=zmax, colorbar=dict(title="CKA"),
+        z=z, x=x_idx, y=y_idx, colorscale=_cka_colorscale(zmin, zmax, threshold, colorscale), zmin=zmin, zmax=zmax,
+        colorbar=dict(title="CKA", tickvals=ticks, ticktext=labels),
         customdata=[[[r, c] for c in col_names] for r in row_names],
         hovertemplate="new %{customdata[0]} → old %{customdata[1]}<br>CKA %{z:.3f}<extra></extra>",
         text=text, texttemplate="%{text}" if z.size <= 400 else None,
@@ -92,7 +129,7 @@ def cka_heatmap(matrix: np.ndarray, row_names: Sequence[str], col_names: Sequenc
     if selected is not None:
         i, j = selected
         _cell_box(fig, i, j, "#d62728", width=3)
-    sub = f" (shuffled-pairs baseline {baseline:.3f})" if baseline is not None and np.isfinite(baseline) else ""
+    sub = (f" · shuffled-pairs baseline {baseline:.3f}" if baseline is not None and np.isfinite(baseline) else "")
     fig.update_layout(**LAYOUT, title=title + sub, height=max(320, 60 + 28 * len(row_names)))
     fig.update_xaxes(title_text=col_title, tickmode="array", tickvals=x_idx, ticktext=list(col_names), tickangle=-45)
     fig.update_yaxes(title_text=row_title, tickmode="array", tickvals=y_idx, ticktext=list(row_names), autorange="reversed")
@@ -211,4 +248,38 @@ def metric_bars(rows: Mapping[str, Mapping[str, float]], *, metrics: Sequence[st
         fig.add_trace(go.Bar(name=name, x=list(metrics), y=[vals.get(m) for m in metrics],
                              marker_color=PALETTE[r % len(PALETTE)]))
     fig.update_layout(**LAYOUT, title=title, barmode="group", yaxis=dict(range=[0, 1]), height=340)
+    return fig
+
+
+def training_figure(history: Sequence[Mapping], *, chance_agreement: float | None = None,
+                    best_epoch: int | None = None, title: str = "") -> go.Figure:
+    """One run's curves: bridge loss (train, pair-val) on top, agreement with the old model below.
+
+    The agreement panel (share of held-out pairs where the bridged prediction equals the old model's)
+    has a dotted line at what always predicting the old model's most common class would agree on,
+    and the best epoch (lowest pair-val loss) marked.
+    """
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, row_heights=[0.55, 0.45],
+                        subplot_titles=["bridge loss", "agreement with the old model (held-out pairs)"])
+    rows = list(history or [])
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(rows)]
+    for key, name, dash in (("train_loss", "train", "solid"), ("val_loss", "pair-val", "dash")):
+        pts = [(e, h.get(key)) for e, h in zip(epochs, rows) if h.get(key) is not None and np.isfinite(float(h[key]))]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name,
+                                     line=dict(color=PALETTE[0], dash=dash), marker=dict(size=4)), row=1, col=1)
+    agree = [(e, h.get("val_agreement")) for e, h in zip(epochs, rows) if h.get("val_agreement") is not None]
+    if agree:
+        fig.add_trace(go.Scatter(x=[p[0] for p in agree], y=[p[1] for p in agree], mode="lines+markers",
+                                 name="agreement", line=dict(color=PALETTE[2]), marker=dict(size=4),
+                                 hovertemplate="epoch %{x}<br>agrees on %{y:.0%}<extra></extra>"), row=2, col=1)
+    if chance_agreement is not None and np.isfinite(chance_agreement):
+        fig.add_hline(y=float(chance_agreement), line=dict(color="grey", dash="dot"), row=2, col=1,
+                      annotation_text=f"constant guess {chance_agreement:.0%}", annotation_position="bottom right")
+    if best_epoch is not None:
+        fig.add_vline(x=best_epoch, line=dict(color=PALETTE[1], dash="dot", width=1))
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="agreement", range=[0, 1.05], tickformat=".0%", row=2, col=1)
+    fig.update_xaxes(title_text="epoch", row=2, col=1)
+    fig.update_layout(**LAYOUT, title=title or None, height=460, legend=dict(orientation="h", y=-0.18))
     return fig

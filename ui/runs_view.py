@@ -214,3 +214,21 @@ def flat_metrics(run: RunView) -> dict[str, float]:
 
     walk("", run.metrics)
     return out
+
+
+def timing(run: RunView) -> dict[str, float | int | None]:
+    """Seconds per epoch (mean of the last three), epochs done/total and seconds left (None while unknown)."""
+    secs = [float(h["seconds"]) for h in run.history if isinstance(h.get("seconds"), (int, float))]
+    total = (run.config.get("bridge") or {}).get("epochs")
+    done = len(run.history)
+    per = sum(secs[-3:]) / len(secs[-3:]) if secs else None
+    left = per * max(0, int(total) - done) if per is not None and isinstance(total, int) else None
+    return {"seconds_per_epoch": per, "done": done, "total": total, "seconds_left": left}
+
+
+def format_seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    s = int(round(s))
+    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else (f"{s // 60} min {s % 60:02d} s" if s >= 60
+                                                                        else f"{s} s")

@@ -49,3 +49,25 @@ def test_confusion_and_timeline_and_curves():
     assert [len(d.x) for d in curves.data] == [2, 1]
     bars = plots.probe_bars(["m0", "m1", "m2"], [0.2, 0.7, 0.4])
     assert bars.data[0].marker.color[1] != bars.data[0].marker.color[0]
+
+
+def test_cka_colour_scale_keeps_noise_grey_and_marks_the_baseline():
+    z = np.array([[0.002, -0.004], [0.010, 0.6]])
+    fig = plots.cka_heatmap(z, ["a", "b"], ["w", "x"], baseline=0.005, threshold=0.025)
+    hm = fig.data[0]
+    assert hm.zmax == 1.0 and hm.zmin <= -0.004  # a fixed scale up to CKA's ceiling, not the data's max
+    t = (0.025 - hm.zmin) / (hm.zmax - hm.zmin)
+    greys = [c for pos, c in hm.colorscale if pos <= t]
+    assert greys and set(greys) == {plots.NOISE_GREY}
+    assert all(c != plots.NOISE_GREY for pos, c in hm.colorscale if pos > t)
+    assert 0.005 in hm.colorbar.tickvals and "shuffled 0.005" in hm.colorbar.ticktext
+    assert "0.005" in fig.layout.title.text
+
+
+def test_training_figure_shows_agreement_and_its_chance_line():
+    hist = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_agreement": 0.4 + e / 10} for e in (1, 2, 3)]
+    fig = plots.training_figure(hist, chance_agreement=0.5, best_epoch=3)
+    names = [d.name for d in fig.data]
+    assert names == ["train", "pair-val", "agreement"]
+    assert list(fig.data[2].y) == pytest.approx([0.5, 0.6, 0.7])
+    assert any(getattr(s, "y0", None) == 0.5 for s in fig.layout.shapes)
