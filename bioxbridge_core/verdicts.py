@@ -32,7 +32,7 @@ LEVELS = ("go", "caution", "stop")
 #: smallest gap above chance that counts, whatever the sample size
 MIN_MARGIN = 0.05
 #: labelled windows per class in the train split below which the head's scores are noise
-MIN_WINDOWS_PER_CLASS = 20
+MIN_WINDOWS_PER_CLASS = 10
 #: smallest CKA excess over the shuffled-pairs null that counts as alignment
 MIN_CKA_EXCESS = 0.02
 #: a best epoch this early in a run of at least MIN_EPOCHS_FOR_EARLY_BEST epochs is flagged

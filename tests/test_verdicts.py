@@ -27,7 +27,7 @@ def test_margin_shrinks_with_more_evidence_but_never_below_the_floor():
 
 
 def test_label_counts():
-    assert label_verdict({"a": 5, "b": 30}).level == "caution"
+    assert label_verdict({"a": 5, "b": 30}).level == "caution"  # CinC fixtures: 5 true alarms
     assert "'a' (5)" in label_verdict({"a": 5, "b": 30}).headline
     assert label_verdict({"a": 0, "b": 30}).level == "stop"
     assert label_verdict({"a": 1, "b": 30}).level == "stop"

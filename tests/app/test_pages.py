@@ -180,19 +180,31 @@ def test_full_flow_head_bridge_predict(tmp_path, manifest):
     assert any("agrees with the old model on" in c.value for c in at.caption)
 
     at.switch_page("pages/predict.py").run()
-    data = (FIXTURES / "v143l.hea").read_bytes()
-    # a WFDB record needs its .dat beside it: use an NPZ made by the engine's writer instead
-    from bioxbridge_core.data.readers import read_recording, write_recording
-
-    npz = tmp_path / "ppg_only.npz"
-    write_recording(read_recording(FIXTURES / "v143l.hea", channels=["PLETH"]), npz)
-    assert data  # the header exists; the npz is what we upload
-    at.file_uploader(key="w_predict_upload").set_value(("ppg_only.npz", npz.read_bytes(), "application/octet-stream"))
-    at.run()
+    c11 = REPO / "tests" / "fixtures" / "cases" / "C11"
+    # a WFDB header alone: refused by name, no server path
+    at.file_uploader(key="w_predict_upload").set_value([("bedside01.hea", (c11 / "bedside01.hea").read_bytes(),
+                                                          "application/octet-stream")]).run()
+    assert any("bedside01.hea" in e.value and "bedside01.dat" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any(str(tmp_path) in e.value or str(REPO) in e.value for e in at.error)
+    # a recording without the bridge's modality: an empty channel picker and a message, never a stand-in
+    edf = REPO / "tests" / "fixtures" / "eegmat" / "Subject00_1.edf"
+    at.file_uploader(key="w_predict_upload").set_value([(edf.name, edf.read_bytes(), "application/octet-stream")]).run()
+    assert at.multiselect(key="w_predict_channels").value == [] and at.multiselect(key="w_predict_channels").options == []
+    assert any("No PPG channel" in w.value for w in at.warning)
+    # the header with its signal file, plus a second record: several recordings at once (case C11)
+    files = [(f.name, f.read_bytes(), "application/octet-stream") for f in sorted(c11.iterdir())]
+    files += [(f"v143l{s}", (FIXTURES / f"v143l{s}").read_bytes(), "application/octet-stream") for s in (".hea", ".dat")]
+    at.file_uploader(key="w_predict_upload").set_value(files).run()
+    assert not _problems(at), _problems(at)
+    assert at.selectbox(key="w_predict_record").options == ["bedside01.hea", "v143l.hea"]
+    assert at.multiselect(key="w_predict_channels").value == ["PLETH"]
     at.text_input(key="w_predict_truth").set_value("true")
     at.button(key="w_predict_go").click().run()
     assert not _problems(at), _problems(at)
     assert any(m.label == "Windows" and int(m.value) > 0 for m in at.metric)
+    summary = at.dataframe[0].value
+    assert list(summary["recording"]) == ["bedside01.hea", "v143l.hea"] and (summary["windows"] > 0).all()
+    assert any("Confidence is calibrated" in i.value for i in at.info)
     assert at.get("download_button")
 
     at.switch_page("pages/runs.py").run()
@@ -416,3 +428,127 @@ def test_two_sessions_train_at_once_and_switching_pages_loses_nothing(tmp_path, 
         assert _chart_points(at, f"w_train_curve_{rid}") == plan[i][0]
         other = ids[1 - i]
         assert _chart_points(at, f"w_train_curve_{other}") == plan[1 - i][0]  # the shared store shows both
+
+
+# -- verdicts: an at-chance dataset and a good one -----------------------------------------------------------------
+def _verdicts(at: AppTest) -> list[tuple[str, str]]:
+    """(level, text) of every verdict box on the page."""
+    out = []
+    for kind, level in (("success", "go"), ("warning", "caution"), ("error", "stop")):
+        for e in getattr(at, kind):
+            for word in ("Fit to go on", "Go on with care", "Not fit to go on"):
+                if e.value.startswith(f"**{word}"):
+                    out.append((level, e.value))
+    return out
+
+
+@pytest.mark.slow
+def test_verdicts_on_an_at_chance_eegmat_like_dataset(tmp_path, eegmat_files):
+    """Real eegmat EEG+ECG, labelled by the half of each recording (first vs last 20 s): nothing to learn."""
+    at = _upload_many(tmp_path, eegmat_files)
+    at.selectbox(key="w_data_label_source").set_value("table").run()
+    rows = ["file,label,label_start,label_end"] + [f"{f.name},{lab},{a},{b}" for f in eegmat_files
+                                                  for lab, a, b in (("early", 0, 20), ("late", 20, 40))]
+    at.file_uploader(key="w_data_label_csv").set_value(("halves.csv", "\n".join(rows).encode(), "text/csv")).run()
+    at.button(key="w_data_use_upload").click().run()
+    assert not _problems(at), _problems(at)
+    levels = _verdicts(at)
+    assert levels and levels[0][0] == "caution" and "Few labelled windows" in levels[0][1]  # 4 per class in train
+
+    at.switch_page("pages/models.py").run()
+    at.button(key="w_models_train_head").click().run()
+    assert not _problems(at), _problems(at)
+    old = [v for v in _verdicts(at) if "old model" in v[1].lower()]
+    assert old and old[0][0] == "stop" and "at chance" in old[0][1], _verdicts(at)
+    assert at.tabs[0].label.startswith("held-out subjects (test)")  # opens on held-out results
+
+    at.switch_page("pages/alignment.py").run()
+    at.button(key="w_align_run").click().run()
+    assert not _problems(at), _problems(at)
+    align = [v for v in _verdicts(at) if "alignment" in v[1].lower()]
+    assert align and align[0][0] == "stop" and "No alignment above chance" in align[0][1]
+    baseline = next(m for m in at.metric if m.label == "Debiased CKA of this cell").delta
+    assert baseline.startswith("shuffled-pairs baseline")
+    import json
+
+    heat = json.loads(next(e for e in at.get("plotly_chart") if e.proto.id.endswith("w_align_cka")).proto.spec)
+    assert baseline.split()[-1] in heat["data"][0]["colorbar"]["ticktext"][2]  # one baseline, metric = heatmap
+
+
+@pytest.mark.slow
+def test_demo_verdicts_calibration_stop_predict_resume(tmp_path):
+    """The good dataset: every stage fit to go on; a stopped run predicts from its best epoch with calibrated
+    confidence, then resumes to the end."""
+    import json
+
+    at = _app(tmp_path)
+    at.button(key="w_home_demo").click().run()
+    assert [v[0] for v in _verdicts(at)] == ["go"]  # labelled windows per class
+    at.switch_page("pages/models.py").run()
+    at.button(key="w_models_train_head").click().run()
+    assert [v[0] for v in _verdicts(at) if "old model" in v[1].lower()] == ["go"], _verdicts(at)
+    at.switch_page("pages/alignment.py").run()
+    at.button(key="w_align_run").click().run()
+    assert not _problems(at), _problems(at)
+    assert [v[0] for v in _verdicts(at) if "align" in v[1].lower()] == ["go"], _verdicts(at)
+
+    at.switch_page("pages/train.py").run()
+    at.number_input(key="w_train_epochs").set_value(40).run()
+    at.button(key="w_train_start").click().run()
+    assert not _problems(at), _problems(at)
+    run_id = at.session_state["active_run"]
+    run = tmp_path / "runs" / run_id
+    deadline = time.time() + 300
+    while time.time() < deadline and len(json.loads((run / "history.json").read_text() or "[]")
+                                         if (run / "history.json").exists() else []) < 3:
+        time.sleep(0.5)
+    at.run()
+    assert any("s per epoch" in c.value and "left" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.button(key=f"w_train_stop_{run_id}").click().run()
+    status = _wait_done(run / "status.json", 300)
+    assert '"stopped"' in status, (run / "log.txt").read_text()[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())["bridge"]
+    assert metrics["stopped"] and (run / "bundle.json").exists() and "test" in metrics
+
+    at.switch_page("pages/predict.py").run()  # the stopped run is offered, from its best epoch
+    assert not _problems(at), _problems(at)
+    assert run_id in at.selectbox(key="w_predict_run").value
+    assert any(m.label == "Bridge, held-out test" for m in at.metric)
+    from bioxbridge_core.data.demo import demo_manifest
+    from bioxbridge_core.data.manifest import read_manifest
+    from bioxbridge_core.data.readers import read_recording, write_recording
+
+    man = read_manifest(demo_manifest("ecg-ppg", seed=0))
+    test_row = man.table[man.table["split"] == "test"].iloc[0]
+    ppg = write_recording(read_recording(test_row["new_path"], channels=list(test_row["new_channels"])),
+                          tmp_path / "ppg_only.npz")
+    at.file_uploader(key="w_predict_upload").set_value(("ppg_only.npz", ppg.read_bytes(), "application/octet-stream"))
+    at.run()
+    at.button(key="w_predict_go").click().run()
+    assert not _problems(at), _problems(at)
+    assert any("Confidence is calibrated" in i.value for i in at.info)
+    assert float(next(m.value for m in at.metric if m.label == "Mean confidence")) < 0.999
+
+    at.switch_page("pages/train.py").run()
+    at.button(key=f"w_train_resume_{run_id}").click().run()
+    status = _wait_done_after(run / "status.json", "completed", 400)
+    assert '"completed"' in status, (run / "log.txt").read_text()[-2000:]
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 41))
+    metrics = json.loads((run / "metrics.json").read_text())["bridge"]
+    assert metrics["resumed_from_epoch"] >= 3
+    conf = metrics["test_confidence"]
+    assert conf["calibrated"]["mean_wrong"] is None or (
+        conf["calibrated"]["mean_wrong"] < 0.85 and conf["calibrated"]["mean_wrong"] < conf["raw"]["mean_wrong"])
+    at.run()
+    assert any(v[0] == "go" and "bridge agrees" in v[1] for v in _verdicts(at)), _verdicts(at)
+
+
+def _wait_done_after(status: Path, state: str, timeout_s: float) -> str:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        text = status.read_text()
+        if f'"{state}"' in text or '"failed"' in text:
+            return text
+        time.sleep(0.5)
+    return status.read_text()
