@@ -26,8 +26,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-#: search range of the temperature (log-spaced bounds); 100 turns any logits nearly uniform
-T_BOUNDS = (0.05, 100.0)
+#: search range of the temperature (searched on log T); the top end turns any logits nearly uniform
+T_BOUNDS = (0.01, 1e4)
 METHOD = "temperature scaling (Guo et al. 2017)"
 TARGET = "the old model's predictions on the pair-validation windows (label-free)"
 

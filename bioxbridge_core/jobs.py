@@ -340,7 +340,7 @@ def bridge_job(ctx: JobContext) -> str:
     if trainer.stopped_:
         if trainer.best_epoch_ is None:
             return f"stopped after epoch {done} of {bcfg.epochs}: no epoch finished, nothing to keep"
-        kept = " and kept as a usable bridge" if head is not None else ""
+        kept = " kept as a usable bridge" if head is not None else ""
         return f"stopped after epoch {done} of {bcfg.epochs}; best epoch {trainer.best_epoch_}{kept}"
     return f"trained {done} epochs; best epoch {trainer.best_epoch_}"
 

@@ -41,7 +41,7 @@ if manifest_path:
             m3.metric("Write (old) l", wr)
             m4.metric("Debiased CKA of this cell", f"{np.asarray(res.cka)[i, j]:.3f}",
                       delta=f"shuffled-pairs baseline {baseline:.3f}" if baseline is not None else None,
-                      delta_color="off", help="The same baseline marks the heatmap's colour bar; cells at or "
+                      delta_color="off", delta_arrow="off", help="The same baseline marks the heatmap's colour bar; cells at or "
                       f"below {threshold:.3f} (baseline + 2 SD, at least +0.02) are grey."
                       if threshold is not None else None)
             for note in res.notes or []:

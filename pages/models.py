@@ -23,7 +23,7 @@ def assessment_section(settings: dict, assessment: dict | None) -> None:
     for col, name, m in ((c1, "Old model (CV)", om), (c2, "Hand-crafted features (CV)", hc)):
         if isinstance(m.get("mean"), (int, float)):
             col.metric(name, f"{m['mean']:.3f}", delta=f"± {m.get('std', 0):.3f} over {assessment.get('n_folds', '?')}"
-                       " folds", delta_color="off")
+                       " folds", delta_color="off", delta_arrow="off")
     if isinstance(assessment.get("chance"), (int, float)):
         c3.metric("Chance", f"{assessment['chance']:.3f}")
     st.caption(f"Balanced accuracy, {assessment.get('n_folds', '?')} folds grouped by subject over "

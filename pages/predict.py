@@ -57,8 +57,9 @@ with boundary("Predict"):
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
     enc = run.config.get("encoders", {})
-    st.caption(f"Bridge `{enc.get('new', '?')}` → `{enc.get('old', '?')}` · positions "
-               f"{run.config.get('positions', {})} · trained on {run.dataset}")
+    pos = run.config.get("positions") or {}
+    st.caption(f"Bridge `{enc.get('new', '?')}` **{pos.get('read', '?')}** → `{enc.get('old', '?')}` "
+               f"**{pos.get('write', '?')}** · trained on {run.dataset}")
     held_out_panel(run)
     ups = st.file_uploader(f"New-signal recording(s) (up to {datasets.MAX_UPLOAD_MB} MB per file; a WFDB .hea "
                            "with its .dat, several records, or a zip)", type=FILE_TYPES, accept_multiple_files=True,

@@ -5,7 +5,7 @@ import streamlit as st
 from bioxbridge_core import BridgeConfig
 from ui import actions, plots, state
 from ui.errors import boundary, show_error
-from ui.runs_view import STATE_BADGES, format_seconds, list_runs, read_run, timing
+from ui.runs_view import STATE_BADGES, format_seconds, list_runs, timing
 from ui.widgets import need_dataset, page_header, show_verdict
 
 page_header("Train", "Only the bridge is trained; both encoders and the task head stay frozen. "
@@ -52,7 +52,7 @@ if manifest_path:
                 n_kd = actions.kd_param_count(settings, state.device_arg())
                 m2.metric("KD student parameters", f"{n_kd:,}",
                           delta=f"bridge is {n_bridge / n_kd:.1%} of it" if n_kd and n_bridge else None,
-                          delta_color="off")
+                          delta_color="off", delta_arrow="off")
             if st.button("Start training", type="primary", key="w_train_start", icon=":material/play_arrow:"):
                 run_id = actions.start_bridge_run(
                     settings, positions, dict(rank=int(rank), n_prototypes=int(n_proto), prototype_init=init,
@@ -94,7 +94,7 @@ def run_card(r) -> None:
             left = f" · about {format_seconds(t['seconds_left'])} left" if r.is_active and t["seconds_left"] else ""
             st.caption(f"Epoch {t['done']} of {t['total'] or '?'} · {t['seconds_per_epoch']:.1f} s per epoch{left}")
         if r.history:
-            history = read_run(r.path).history
+            history = r.history  # one read per redraw: the caption, the chart and the timing agree
             verdict = actions.bridge_verdict(r)
             st.plotly_chart(plots.training_figure(history, chance_agreement=r.bridge_metrics.get("agreement_chance"),
                                                   best_epoch=verdict.numbers.get("best_epoch")),

@@ -109,13 +109,15 @@ def cka_heatmap(matrix: np.ndarray, row_names: Sequence[str], col_names: Sequenc
     text = [[f"{v:.3f}" if np.isfinite(v) else "" for v in row] for row in z]
     if selected is not None:  # star the chosen cell in its own label (an annotation would cover the cell above)
         text[selected[0]][selected[1]] = "★ " + text[selected[0]][selected[1]]
-    ticks, labels = [zmin, zmax], [f"{zmin:.2f}", f"{zmax:.2f}"]
+    marks = []  # (value, label): the baseline and the bar first, round numbers only where they do not crowd them
     if baseline is not None and np.isfinite(baseline):
-        ticks.append(float(baseline))
-        labels.append(f"shuffled {baseline:.3f}")
+        marks.append((float(baseline), f"shuffled {baseline:.3f}"))
     if threshold is not None and np.isfinite(threshold) and threshold < zmax:
-        ticks.append(float(threshold))
-        labels.append(f"chance bar {threshold:.3f}")
+        marks.append((float(threshold), f"chance bar {threshold:.3f}"))
+    for v in (0.0, 0.5, zmax):
+        if all(abs(v - m) > 0.08 * (zmax - zmin) for m, _ in marks):
+            marks.append((v, f"{v:.2f}"))
+    ticks, labels = [m for m, _ in marks], [t for _, t in marks]
     fig = go.Figure(go.Heatmap(
         z=z, x=x_idx, y=y_idx, colorscale=_cka_colorscale(zmin, zmax, threshold, colorscale), zmin=zmin, zmax=zmax,
         colorbar=dict(title="CKA", tickvals=ticks, ticktext=labels),
@@ -130,7 +132,7 @@ def cka_heatmap(matrix: np.ndarray, row_names: Sequence[str], col_names: Sequenc
         i, j = selected
         _cell_box(fig, i, j, "#d62728", width=3)
     sub = (f" · shuffled-pairs baseline {baseline:.3f}" if baseline is not None and np.isfinite(baseline) else "")
-    fig.update_layout(**LAYOUT, title=title + sub, height=max(320, 60 + 28 * len(row_names)))
+    fig.update_layout(**LAYOUT, title=title + sub, height=max(380, 90 + 30 * len(row_names)))
     fig.update_xaxes(title_text=col_title, tickmode="array", tickvals=x_idx, ticktext=list(col_names), tickangle=-45)
     fig.update_yaxes(title_text=row_title, tickmode="array", tickvals=y_idx, ticktext=list(row_names), autorange="reversed")
     return fig
