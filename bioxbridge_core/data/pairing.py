@@ -39,7 +39,8 @@ from ..errors import BioXError, RecordingError, WindowingError
 from ..spec import SignalSpec
 from .manifest import Manifest, read_manifest
 from .preprocess import Preprocessing, bad_in_windows, filter_signal, flat_mask, nan_mask, normalise_windows
-from .recording import Recording, eeg_position
+from .channels import match_channels  # noqa: F401  (moved to data.channels; kept importable here)
+from .recording import Recording
 from .windows import META_COLUMNS, PairedWindows
 
 logger = logging.getLogger(__name__)
@@ -75,35 +76,6 @@ class RecordingWindows:
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
-
-
-# -- channel selection ---------------------------------------------------------------------------
-def match_channels(names: Sequence[str], spec: SignalSpec, *, where: str) -> list[str]:
-    """Channels of ``names`` to use for ``spec``, in the spec's order when it names its channels.
-
-    Raises WindowingError naming ``where`` when the count does not fit ``spec.n_chans``
-    or a channel the spec needs is missing.
-    """
-    names = list(names)
-    if spec.ch_names:
-        chosen = []
-        for want in spec.ch_names:
-            pos = eeg_position(want)
-            hit = [n for n in names if n.lower() == want.lower()]
-            if not hit and pos is not None:
-                hit = [n for n in names if eeg_position(n) == pos]
-            if not hit:
-                raise WindowingError(
-                    f"{where}: the {spec.modality} encoder needs channel '{want}' but the manifest lists "
-                    f"{names}.")
-            chosen.append(hit[0])
-        if len(chosen) != len(names):
-            logger.info("%s: using %d of %d listed channels (those the encoder knows).", where, len(chosen), len(names))
-        names = chosen
-    if spec.n_chans is not None and len(names) != spec.n_chans:
-        raise WindowingError(
-            f"{where}: {len(names)} {spec.modality} channel(s) {names} but the encoder takes {spec.n_chans}.")
-    return names
 
 
 # -- one side of one recording -------------------------------------------------------------------
