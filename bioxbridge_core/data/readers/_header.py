@@ -165,10 +165,10 @@ def resolve_channels(header: RecordingHeader, channels, *, where: str) -> list[s
             "Read channels of each rate separately (e.g. one side of a manifest row per rate).")
     bad = [c for c in chosen if c.problems]
     if bad:
-        c = bad[0]
-        others = [x.name for x in header.channels if x.usable and x.sfreq == c.sfreq]
+        what = "; ".join(f"channel '{c.name}': {c.problems[0]}" for c in bad)
+        others = [x.name for x in header.channels if x.usable and x.sfreq == bad[0].sfreq]
         hint = f" Pick other channels (usable: {', '.join(others)})." if others and channels is None else ""
-        raise RecordingError(f"{where}: channel '{c.name}' cannot be used: {c.problems[0]}.{hint}")
+        raise RecordingError(f"{where}: cannot be used -- {what}.{hint}")
     return wanted
 
 
