@@ -51,7 +51,7 @@ _BLOCK = 256
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 #: a record onset further than this fraction of a sample from the sample grid is reported
 GRID_WARN_FRACTION = 0.01
-_TAL = re.compile(rb"([+-]\d+(?:[.,]\d*)?)(?:\x15(\d+(?:[.,]\d*)?))?\x14(.*?)\x14\x00", re.DOTALL)
+_TAL = re.compile(rb"([+-]\d+(?:[.,]\d*)?)(?:\x15(\d+(?:[.,]\d*)?))?\x14(.*)\x14", re.DOTALL)
 
 
 @dataclass
@@ -275,9 +275,15 @@ def _record_times(edf: _Edf) -> tuple[np.ndarray | None, list[tuple[float, float
         return None, []
     onsets = np.full(edf.n_records, np.nan)
     anns: list[tuple[float, float, str]] = []
+    bad_tals = 0
     for k, chunk in enumerate(per_record):
-        # A BDF+ annotation signal stores 3 bytes per 'sample'; the TAL text is just the bytes.
-        for j, m in enumerate(_TAL.finditer(chunk)):
+        # TALs are separated by a 0 byte; a BDF+ annotation signal is just these bytes, 3 per 'sample'.
+        pieces = [p for p in chunk.split(b"\x00") if p]
+        for j, piece in enumerate(pieces):
+            m = _TAL.fullmatch(piece)
+            if m is None:
+                bad_tals += 1
+                continue
             onset = float(m.group(1).replace(b",", b"."))
             texts = [_tal_text(t, edf.warnings).strip() for t in m.group(3).split(b"\x14")]
             if j == 0 and not any(texts):
@@ -287,6 +293,9 @@ def _record_times(edf: _Edf) -> tuple[np.ndarray | None, list[tuple[float, float
                 onsets[k] = onset
             dur = float(m.group(2).replace(b",", b".")) if m.group(2) else 0.0
             anns.extend((onset, dur, t) for t in texts if t)
+    if bad_tals:
+        edf.warnings.append(f"{bad_tals} annotation entr{'y' if bad_tals == 1 else 'ies'} (TAL) could not be "
+                            "read and were left out")
     if np.isnan(onsets).any():
         k = int(np.argmax(np.isnan(onsets)))
         raise RecordingError(
@@ -386,6 +395,11 @@ def read_edf(path: Path, channels: list[str] | None = None) -> Recording:
 
     edf = _parse(path)
     _unique_labels(edf)
+    unreadable = [(s, p) for s in edf.signals for p in s.problems if "is not a number" in p]
+    if unreadable:  # MNE parses every signal's fields and stops at the first that is not a number
+        s, p = unreadable[0]
+        raise RecordingError(f"{path}: channel '{s.label}': {p}; the file cannot be decoded with such a header "
+                             "field (fix the header).")
     timing = _timing(edf)
     sigs = [s for s in edf.signals if not s.annotation]
     if channels is not None:
@@ -408,7 +422,8 @@ def read_edf(path: Path, channels: list[str] | None = None) -> Recording:
                                  f"{len(all_sigs)}.")
         include = [mne_names[all_sigs.index(s)] for s in sigs]
         reader = mne.io.read_raw_bdf if edf.bdf else mne.io.read_raw_edf
-        raw = reader(str(path), preload=True, verbose="warning", include=include)
+        # encoding='latin1': MNE's own TAL parse (which we replace) must not fail on a non-UTF-8 byte
+        raw = reader(str(path), preload=True, verbose="warning", include=include, encoding="latin1")
     notes = list(edf.warnings)
     for w in caught:
         if issubclass(w.category, (DeprecationWarning, FutureWarning)):
