@@ -104,7 +104,9 @@ def parse_time_column(values: pd.Series, name: str, where: str) -> TimeBase:
     aware = dt.dt.tz is not None
     if aware:
         dt = dt.dt.tz_convert("UTC")
-    ns = dt.astype("int64").to_numpy() if not aware else dt.dt.tz_localize(None).astype("int64").to_numpy()
+    # nanoseconds whatever resolution pandas inferred (pandas 3 parses strings to microseconds)
+    plain = dt.dt.tz_localize(None) if aware else dt
+    ns = plain.dt.as_unit("ns").astype("int64").to_numpy()
     rel = (ns - ns[0]).astype(np.float64) * 1e-9
     start = dt.iloc[0].to_pydatetime()
     return TimeBase(rel, start, "ISO date-time" + (" (UTC)" if aware else ""))

@@ -94,7 +94,7 @@ def _check_header(hea: Path) -> list[str]:
         if m and m.group(1) in _BYTES_PER_SAMPLE and n_samples is not None:
             need[fname] = need.get(fname, float(m.group(2) or 0)) + n_samples * _BYTES_PER_SAMPLE[m.group(1)]
     for fname in files:
-        if fname == "-":
+        if fname in ("-", "~"):  # no data file: a layout segment ('~') or a signal given elsewhere
             continue
         data_file = hea.parent / fname
         if not data_file.exists():
