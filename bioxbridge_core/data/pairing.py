@@ -140,6 +140,12 @@ def _read(path: str, channels: list[str]) -> Recording:
     return read_recording(path, channels=channels)
 
 
+def share_rate(path: str, channels: list[str]) -> bool:
+    from .readers import channels_share_rate
+
+    return channels_share_rate(path, channels)
+
+
 # -- paired windows ------------------------------------------------------------------------------
 def _cache_key(manifest: Manifest, old_spec: SignalSpec, new_spec: SignalSpec, window_s: float, step_s: float,
                prep: Preprocessing) -> str:
@@ -225,8 +231,11 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
                 f"{where}: {len(old_ch)} old / {len(new_ch)} new channels, but earlier rows have "
                 f"{counts[0]} old / {counts[1]} new; every row needs the same channel counts.")
         try:
-            # each side is read with its own channels, so one file whose sides differ in rate works
-            rec_old, rec_new = _read(row.old_path, old_ch), _read(row.new_path, new_ch)
+            if row.old_path == row.new_path and share_rate(row.old_path, old_ch + new_ch):
+                both = _read(row.old_path, list(dict.fromkeys(old_ch + new_ch)))
+                rec_old, rec_new = both.pick(old_ch), both.pick(new_ch)
+            else:  # each side with its own channels: one file whose sides differ in rate works
+                rec_old, rec_new = _read(row.old_path, old_ch), _read(row.new_path, new_ch)
         except RecordingError as exc:
             raise RecordingError(f"{src}, row {row.row}: {exc}") from None
         old, new = _prepare(rec_old, old_spec, prep), _prepare(rec_new, new_spec, prep)

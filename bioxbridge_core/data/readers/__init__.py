@@ -58,6 +58,7 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "ChannelInfo",
     "RecordingHeader",
+    "channels_share_rate",
     "read_header",
     "read_recording",
     "read_recording_bytes",
@@ -185,6 +186,24 @@ def read_header(path: str | os.PathLike, *, sfreq: float | None = None,
         raise _one_line_error(p, fmt, exc) from exc
     header.warnings += [n for n in _library_notes(caught) if n not in header.warnings]
     return header
+
+
+def channels_share_rate(path: str | os.PathLike, channels: Sequence[str]) -> bool:
+    """True when ``channels`` of the file all have one sampling rate (cheap: EDF/BDF and WFDB headers only;
+    tables and NPZ files have one rate). Unknown names give True so that reading them reports them."""
+    p = Path(path)
+    try:
+        fmt = _format_of(p)
+    except RecordingError:
+        return True
+    if fmt not in ("edf", "wfdb") or not p.exists():
+        return True
+    try:
+        header = read_header(p)
+    except RecordingError:
+        return True  # the read itself will say what is wrong
+    rates = {c.sfreq for c in header.channels if c.name in set(channels)}
+    return len(rates) <= 1
 
 
 def header_from_recording(rec: Recording, *, fmt: str = "") -> RecordingHeader:
