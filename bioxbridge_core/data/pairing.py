@@ -243,7 +243,7 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
         # common span in the old file's time base; new time = old time - offset
         offset = 0.0
         if row.old_path != row.new_path and rec_old.start_time is not None and rec_new.start_time is not None:
-            offset = (rec_new.start_time - rec_old.start_time).total_seconds()
+            offset = rec_old.start_offset_s(rec_new)  # exact, also for one aware and one naive time
         elif row.old_path != row.new_path:
             logger.info("%s: no start time in both files; assuming both start at 0 s.", where)
         t0, t1 = max(0.0, offset), min(old.duration_s, offset + new.duration_s)

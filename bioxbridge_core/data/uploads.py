@@ -334,7 +334,7 @@ def _segment_rows(f: Path, partner: Path | None, spans: list[Span], base: dict, 
         raise ManifestError(f"{f.name}: cannot cut it into labelled segments ({exc}).") from None
     offset = 0.0
     if rec_new is not None and rec.start_time is not None and rec_new.start_time is not None:
-        offset = (rec_new.start_time - rec.start_time).total_seconds()
+        offset = rec.start_offset_s(rec_new)
     folder = seg_dir / f.stem
     folder.mkdir(parents=True, exist_ok=True)
     rows, skipped = [], 0

@@ -107,3 +107,14 @@ def test_start_time_rule(caplog):
         assert start_offset_s(naive, rec.start_time) == pytest.approx(0.5)  # naive taken as UTC
     assert "taken to be UTC" in caplog.text
     assert start_offset_s(None, naive) is None
+
+
+def test_npz_round_trip_keeps_gaps_and_start(tmp_path):
+    from bioxbridge_core.data.readers import read_recording, write_recording
+
+    data = np.ones((1, 500))
+    data[0, 100:200] = np.nan
+    start = dt.datetime(2026, 1, 1, 10, 0, 0, 125000, tzinfo=dt.timezone.utc)
+    rec = Recording(data, 50.0, ["x"], gaps=[(2.0, 2.0)], start_time=start)
+    back = read_recording(write_recording(rec, tmp_path / "g.npz"))
+    assert back.gaps == [(2.0, 2.0)] and back.start_time == start

@@ -232,6 +232,8 @@ def _parse(path: Path) -> _Edf:
     if edf.n_records == 0 or data_bytes == 0:
         raise RecordingError(f"{path}: the EDF/BDF file holds no data records (header only).")
     expected = header_bytes + edf.n_records * edf.record_bytes
+    if size > expected:
+        notes.append(f"{size - expected} bytes after the last of the {edf.n_records} data records were ignored")
     if size < expected:
         have = data_bytes / max(1, edf.record_bytes)
         raise RecordingError(
