@@ -44,6 +44,15 @@ def test_chain_reproduces_forward_and_amplitude_does_not_matter(ckpt):
         assert torch.allclose(m(x * 0.01), full, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 2000])
+def test_scaling_quantile_matches_numpy(n):
+    import numpy as np
+
+    x = torch.randn(3, 2, n, dtype=torch.float64)
+    ref = np.quantile(np.abs(x.numpy()), q=0.95, method="linear", axis=-1, keepdims=True)
+    assert np.allclose(biot.abs_quantile(x, 0.95).numpy(), ref, rtol=1e-12)
+
+
 def test_linear_attention_matches_its_definition(ckpt):
     """One attention block written out: softmax(q) over features, softmax(k) over tokens, q (k^T v)."""
     m = load_encoder(f"biot:{ckpt[0]}", device="cpu")

@@ -282,14 +282,23 @@ class BIOTAdapter(EncoderAdapter):
         object.__setattr__(self, "_layers", [_Layer(p) for p in self.transformer.layers.layers])
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Divide each channel of each window by its 95th percentile of |x| (BIOT's ``utils.py``)."""
-        q95 = torch.quantile(x.abs().float(), 0.95, dim=-1, keepdim=True, interpolation="linear")
-        return x / (q95 + 1e-8)
+        """Divide each channel of each window by its 95th percentile of |x| (+1e-8), as BIOT's ``utils.py``."""
+        return x / (abs_quantile(x, 0.95) + 1e-8)
 
     def stages(self) -> Sequence[Stage]:
         out = [Stage("patch_embedding", self._embed, "channels", "tokens")]
         out += [Stage(f"transformer.layers.layers.{i}", lay, "tokens", "tokens") for i, lay in enumerate(self._layers)]
         return out
+
+
+def abs_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
+    """``numpy.quantile(|x|, q, method="linear", axis=-1, keepdims=True)`` for any size
+    (``torch.quantile`` refuses inputs above 2**24 elements, a large batch of 30 s windows)."""
+    v = x.abs().sort(dim=-1).values
+    pos = q * (v.shape[-1] - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, v.shape[-1] - 1)
+    return v[..., lo:lo + 1] + (v[..., hi:hi + 1] - v[..., lo:lo + 1]) * (pos - lo)
 
 
 def _montage_for(n_channels: int, montage: Sequence[str] | None, *, who: str) -> tuple[str, ...]:
