@@ -89,10 +89,10 @@ def _timm_stand_in() -> None:
     layers.trunc_normal_ = lambda t, mean=0.0, std=1.0, a=-2.0, b=2.0: torch.nn.init.trunc_normal_(t, mean, std, a, b)
     registry = types.ModuleType("timm.models.registry")
     registry.register_model = lambda fn: fn
-    timm = types.ModuleType("timm")
+    root = types.ModuleType("timm")
     models = types.ModuleType("timm.models")
-    timm.models, models.layers, models.registry = models, layers, registry
-    sys.modules.update({"timm": timm, "timm.models": models, "timm.models.layers": layers,
+    root.models, models.layers, models.registry = models, layers, registry
+    sys.modules.update({"timm": root, "timm.models": models, "timm.models.layers": layers,
                         "timm.models.registry": registry})
 
 

@@ -80,7 +80,8 @@ def test_montage_follows_the_checkpoint_and_subsets_keep_their_tokens(tmp_path, 
         e_full = full.forward_until(x, "patch_embedding").reshape(2, 16, 19, -1)
         e_sub = sub.forward_until(x[:, [12, 2]], "patch_embedding").reshape(2, 2, 19, -1)
     # the embedding of a channel does not depend on the others; FP2-F4 is token 12, T7-P7 token 2
-    assert torch.allclose(e_sub[:, 0], e_full[:, 12], atol=1e-5) and torch.allclose(e_sub[:, 1], e_full[:, 2], atol=1e-5)
+    assert torch.allclose(e_sub[:, 0], e_full[:, 12], atol=1e-5)
+    assert torch.allclose(e_sub[:, 1], e_full[:, 2], atol=1e-5)
     with pytest.raises(EncoderError, match="C3-A2.*not one of"):
         load_encoder(f"biot:{ckpt[0]}", device="cpu", ch_names=["C3-A2"])  # only in the 18-channel montage
 

@@ -222,7 +222,8 @@ class PaPaGeiAdapter(EncoderAdapter):
 
     def stages(self) -> Sequence[Stage]:
         out = [Stage("first_block_conv", self._first, "channels", "channels")]
-        out += [Stage(f"basicblock_list.{i}", blk, "channels", "channels") for i, blk in enumerate(self.basicblock_list)]
+        out += [Stage(f"basicblock_list.{i}", blk, "channels", "channels")
+                for i, blk in enumerate(self.basicblock_list)]
         out.append(Stage("final_bn", self._final, "channels", "channels"))
         out.append(Stage("dense", self._dense, "channels", "tokens"))
         return out
