@@ -197,3 +197,11 @@ def test_header_of_a_table_lists_its_channels(tmp_path):
     h = read_header(tmp_path / "h.csv")
     assert h.format == "CSV" and [(c.name, c.sfreq, c.unit, c.type) for c in h.channels] == [
         ("ECG", 50.0, "mV", "ECG"), ("PLETH", 50.0, "", "PPG")]
+
+
+def test_single_decimal_comma_column_and_a_written_row_index(tmp_path):
+    (tmp_path / "one.csv").write_text("PPG\n1,5\n2,25\n3,0\n")
+    rec = read_recording(tmp_path / "one.csv", sfreq=10.0)
+    np.testing.assert_allclose(rec.data[0], [1.5, 2.25, 3.0])
+    pd.DataFrame({"time": np.arange(50) / 10, "ECG": np.ones(50)}).to_csv(tmp_path / "idx.csv")  # index=True
+    assert read_recording(tmp_path / "idx.csv").ch_names == ["ECG"]

@@ -125,6 +125,8 @@ def _dialect(lines: list[str], suffix: str) -> tuple[str, str]:
     if sep is None:
         counts = {len(ln.split()) for ln in sample}
         sep = r"\s+" if len(counts) == 1 and counts.pop() >= 2 else ("\t" if suffix == ".tsv" else ",")
+        if sep == "," and sample[1:] and all(re.fullmatch(r"\s*[+-]?\d*,\d+\s*", ln) for ln in sample[1:]):
+            return ";", ","  # one column of decimal-comma numbers: no separator at all
     decimal = "."
     if sep != ",":
         tokens = [t for ln in sample[1:] for t in (re.split(sep, ln) if sep == r"\s+" else _fields(ln, sep))]
@@ -239,6 +241,12 @@ def _read_frame(path: Path) -> tuple[pd.DataFrame, _Text]:
     df.columns = [str(c).strip() for c in df.columns]
     empty = [c for c in df.columns if c.startswith("Unnamed:") and df[c].isna().all()]
     df = df.drop(columns=empty)  # a separator at the end of every line
+    first = df.columns[0] if df.shape[1] else None
+    if first is not None and (first.startswith("Unnamed:") or first == "") and df.shape[1] > 1:
+        col = pd.to_numeric(df[first], errors="coerce")
+        if col.notna().all() and np.array_equal(col.to_numpy(), np.arange(len(df))):
+            df = df.drop(columns=[first])  # a row index written by pandas' to_csv
+            log.info("%s: unnamed first column 0, 1, 2... is a row index; left out", path.name)
     if df.shape[1] == 0 or df.shape[0] == 0:
         raise RecordingError(f"{path}: the table has no rows or no columns.")
     log.info("%s: separator %r, decimal mark %r", path.name, sep, decimal)
