@@ -167,15 +167,24 @@ def _load_builtin_weights(model: EncoderAdapter, key: str) -> bool:
 
 
 def load_encoder(name: str, *, device=None, ch_names: Sequence[str] | None = None,
-                 pretrained: bool = True) -> EncoderAdapter:
+                 pretrained: bool = True, window_s: float | None = None) -> EncoderAdapter:
     """Load encoder ``name`` frozen on ``resolve_device(device)``.
 
     ``ch_names``: EEG montage for ``builtin:eeg``; lead names for multi-lead
     adapters. ``pretrained=False`` skips the weights file (random init, tests).
+    ``window_s``: window length in seconds the encoder will be fed (default: its own
+    ``spec.window_s``). The returned adapter's ``spec.window_s`` is that length and its
+    positions come from a dry pass at it (``EncoderAdapter.set_window``).
+
+    Raises ``EncoderError`` for an unknown name or unloadable weights, ``ConfigError``
+    (naming the allowed range) when ``window_s`` is outside ``spec.window_range`` -- checked
+    on the spec before any weights are read.
     """
     from ..device import resolve_device
 
     prefix, rest = _parse(name)
+    if window_s is not None and (prefix == BUILTIN_PREFIX or _ADAPTERS[prefix].spec_fn is not None):
+        encoder_spec(name, ch_names=ch_names).check_window(window_s, encoder=name)  # before any weights
     dev = resolve_device(device)
     if prefix == BUILTIN_PREFIX:
         montage = tuple(ch_names) if ch_names is not None else None
@@ -197,22 +206,31 @@ def load_encoder(name: str, *, device=None, ch_names: Sequence[str] | None = Non
                 _CACHE[key] = model
                 cached = model
             model = copy.deepcopy(cached)
-        return model.freeze()
-    entry = _ADAPTERS[prefix]
-    model = entry.factory(rest, ch_names=ch_names)
-    model.encoder_name = name
-    return model.freeze().to(dev)
+        model.freeze()
+    else:
+        entry = _ADAPTERS[prefix]
+        model = entry.factory(rest, ch_names=ch_names)
+        model.encoder_name = name
+        model = model.freeze().to(dev)
+    if window_s is not None:
+        model.set_window(window_s)
+    return model
 
 
-def encoder_spec(name: str, *, ch_names: Sequence[str] | None = None) -> SignalSpec:
-    """Input spec of encoder ``name`` without loading weights."""
+def encoder_spec(name: str, *, ch_names: Sequence[str] | None = None, window_s: float | None = None) -> SignalSpec:
+    """Input spec of encoder ``name`` without loading weights.
+
+    ``window_s``: the spec at that window length (``ConfigError`` with the allowed range when
+    the encoder does not accept it).
+    """
     prefix, rest = _parse(name)
     if prefix == BUILTIN_PREFIX:
-        return _builtin_spec(rest, ch_names)
-    entry = _ADAPTERS[prefix]
-    if entry.spec_fn is not None:
-        return entry.spec_fn(rest, ch_names=ch_names)
-    return entry.factory(rest, ch_names=ch_names).spec
+        spec = _builtin_spec(rest, ch_names)
+    else:
+        entry = _ADAPTERS[prefix]
+        spec = (entry.spec_fn(rest, ch_names=ch_names) if entry.spec_fn is not None
+                else entry.factory(rest, ch_names=ch_names).spec)
+    return spec if window_s is None else spec.with_window(window_s, encoder=name)
 
 
 def _builtin_spec(key: str, ch_names: Sequence[str] | None) -> SignalSpec:
