@@ -27,7 +27,7 @@ def test_demo_counts_table_and_saved_windows(tmp_path):
     r = _cli("--demo", "ecg-ppg", *SFREQ_ARGS, "--seed", "2", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "windows per split and class" in r.stdout
-    for word in ("train", "pair", "test", "rest", "stress", "exercise", "dropped windows: none"):
+    for word in ("train", "pair", "test", "rest", "stress", "exercise", "labelled spans per split and class: none"):
         assert word in r.stdout, r.stdout
     pw = PairedWindows.load(out)
     assert pw.x_old.shape[1:] == (1, 1000) and pw.x_new.shape[1:] == (1, 500)
