@@ -161,7 +161,9 @@ def read_events(source: str | Path | bytes, *, name: str | None = None) -> pd.Da
                 raise ManifestError(f"{where}, line {i}: '{k}' must be a finite number >= 0, got {v!r}.")
         label = None if _is_na(rec[col]) else str(rec[col]).strip()
         rows.append({"line": i, "onset_s": vals["onset"], "duration_s": vals["duration"], "label": label})
-    return pd.DataFrame(rows, columns=["line", "onset_s", "duration_s", "label"])
+    out = pd.DataFrame(rows, columns=["line", "onset_s", "duration_s", "label"])
+    out["label"] = out["label"].astype(object).where(out["label"].notna(), None)
+    return out
 
 
 def spans_from_events(events: pd.DataFrame, *, where: str = "events") -> tuple[list[Span], list[dict]]:

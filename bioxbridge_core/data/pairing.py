@@ -216,7 +216,7 @@ def _prepare(rec: Recording, spec: SignalSpec, prep: Preprocessing) -> _Side:
     raw = rec.data
     gap = gap_mask(rec)
     nan = nan_mask(raw)
-    flat = flat_mask(raw, rec.sfreq, prep.flat_s, prep.flat_tol)
+    flat = flat_mask(raw, rec.sfreq, prep.flat_s_for(spec.modality), prep.flat_tol)
     filt = filter_signal(raw, rec.sfreq, spec.modality, prep, max_hz=0.45 * spec.sfreq)
     tmp = Recording(data=filt.astype(np.float32), sfreq=rec.sfreq, ch_names=rec.ch_names,
                     ch_types=rec.ch_types, source=rec.source)

@@ -47,6 +47,10 @@ DEFAULT_BANDS: dict[str, tuple[float, float | None]] = {
     "EDA": (None, 1.0),
 }
 _EPS = 1e-8
+#: shortest constant stretch (s) that counts as a flat line, per modality, whatever ``flat_s`` says:
+#: EDA is slow and coarsely quantised (Empatica E4: 4 Hz, ~0.001 uS steps); on clean Stress-Predict
+#: recordings (S02, S08, S10) constant runs last up to 3 s, so 1 s would drop most windows
+MIN_FLAT_S: dict[str, float] = {"EDA": 5.0}
 
 
 @dataclass
@@ -93,6 +97,12 @@ class Preprocessing:
                 raise ConfigError(f"Preprocessing.bands['{mod}'] needs low < high, got {band!r}.")
             bands[str(mod)] = (None if lo is None else float(lo), None if hi is None else float(hi))
         self.bands = bands
+
+    def flat_s_for(self, modality: str) -> float:
+        """``flat_s`` for ``modality``: at least ``MIN_FLAT_S[modality]`` unless flat detection is off (0)."""
+        if self.flat_s <= 0:
+            return 0.0
+        return max(float(self.flat_s), MIN_FLAT_S.get(modality, 0.0))
 
     def band_for(self, modality: str, sfreq: float) -> tuple[float | None, float | None] | None:
         """Effective (low, high) edges in Hz for ``modality`` at ``sfreq``; None = no filter."""
