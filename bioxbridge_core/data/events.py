@@ -97,10 +97,12 @@ def _is_na(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip().lower() in _NA
 
 
-def _read_table(source: str | Path | bytes, name: str) -> pd.DataFrame:
-    """A text table as strings; tab for ``.tsv``, comma for ``.csv``, else sniffed."""
-    suffix = Path(name).suffix.lower()
-    sep = "\t" if suffix == ".tsv" else "," if suffix == ".csv" else None
+def _read_table(source: str | Path | bytes, name: str, sep: str | None = "auto") -> pd.DataFrame:
+    """A text table as strings; tab for ``.tsv``, comma for ``.csv``, else sniffed; a one-column
+    result holding the other separator (a CSV named ``.tsv`` or the reverse) is read again with it."""
+    if sep == "auto":
+        suffix = Path(name).suffix.lower()
+        sep = "\t" if suffix == ".tsv" else "," if suffix == ".csv" else None
     buf = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         frame = pd.read_csv(buf, sep=sep, engine="python" if sep is None else "c", dtype=str,
@@ -112,8 +114,9 @@ def _read_table(source: str | Path | bytes, name: str) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"{name}: not a readable TSV/CSV table ({exc}).") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if len(frame.columns) == 1 and sep == "," and "\t" in frame.columns[0]:  # a TSV named .csv
-        return _read_table(source if isinstance(source, bytes) else Path(source).read_bytes(), name + ".tsv")
+    other = {",": "\t", "\t": ","}.get(sep or "")
+    if len(frame.columns) == 1 and other and other in frame.columns[0]:
+        return _read_table(source, name, sep=other)
     return frame
 
 
@@ -192,6 +195,17 @@ def spans_from_events(events: pd.DataFrame, *, where: str = "events") -> tuple[l
     if skipped:
         logger.info("%s: %d instantaneous event(s) (duration 0 or n/a) label no window.", where, len(skipped))
     return spans, skipped
+
+
+def events_to_spans(source: str | Path | bytes, *, name: str | None = None) -> tuple[list[Span], list[dict]]:
+    """An events file (path or uploaded bytes) to merged, checked spans: ``read_events`` +
+    ``spans_from_events`` + ``merge_spans``; what a label upload of a BIDS events table needs.
+
+    Returns ``(spans, skipped)``; raises ``ManifestError`` naming the file and line(s).
+    """
+    where = name or (Path(source).name if not isinstance(source, bytes) else "events table")
+    spans, skipped = spans_from_events(read_events(source, name=where), where=where)
+    return merge_spans(spans, where=where), skipped
 
 
 def spans_from_samples(times_s: Sequence[float] | np.ndarray, labels: Sequence, *, period_s: float | None = None,

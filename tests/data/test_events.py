@@ -71,3 +71,15 @@ def test_per_second_labels_become_spans():
     with pytest.raises(ManifestError, match="period"):
         spans_from_samples([1.0], ["a"])
     assert isinstance(pd.DataFrame(ev), pd.DataFrame)
+
+
+def test_events_to_spans_for_an_upload():
+    from bioxbridge_core.data.events import events_to_spans
+
+    spans, skipped = events_to_spans(b"onset\tduration\ttrial_type\n0\t10\trest\n10\t5\trest\n20\t0\tcue\n",
+                                     name="sub-01_events.tsv")
+    assert [(s.start_s, s.end_s, s.label) for s in spans] == [(0.0, 15.0, "rest")]
+    assert skipped[0]["origin"] == "sub-01_events.tsv line 3"
+    with pytest.raises(ManifestError, match=r"sub-01_events.tsv: sub-01_events.tsv line 1 .* and "
+                                            r"sub-01_events.tsv line 2"):
+        events_to_spans(b"onset,duration,label\n0,10,a\n5,10,b\n", name="sub-01_events.tsv")
