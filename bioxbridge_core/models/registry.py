@@ -264,7 +264,8 @@ def list_encoders() -> list[dict]:
         spec = model.spec
         out.append({
             "name": f"{BUILTIN_PREFIX}:{key}", "kind": "builtin", "modality": spec.modality,
-            "sampling_rate": spec.sfreq, "window_s": spec.window_s, "n_chans": spec.n_chans,
+            "sampling_rate": spec.sfreq, "window_s": spec.window_s, "window_range": list(spec.window_range),
+            "n_chans": spec.n_chans,
             "params": model.n_params(), "positions": model.position_names(),
             "available": weights_path(key).is_file(), "weights": str(weights_path(key)),
             "description": DESCRIPTIONS[key],
@@ -273,7 +274,8 @@ def list_encoders() -> list[dict]:
     for prefix, entry in sorted(_ADAPTERS.items()):
         out.append({
             "name": f"{prefix}:<path>", "kind": "adapter", "modality": entry.modality,
-            "sampling_rate": None, "window_s": None, "n_chans": None, "params": None, "positions": [],
+            "sampling_rate": None, "window_s": None, "window_range": None, "n_chans": None, "params": None,
+            "positions": [],
             "available": all(_package_available(p) for p in entry.requires),
             "requires": list(entry.requires), "description": entry.description,
         })

@@ -128,3 +128,9 @@ def test_encoders_loaded_at_their_default_train_on_16_s_windows():
     with pytest.raises(ConfigError, match="accepts windows of 2-60 s; 0.5 s"):
         BridgeTrainer(BridgeConfig(epochs=1)).fit(old, new, x_old[..., :50], x_new, new_position="layer4.1",
                                                   old_position="norm")
+
+
+def test_listed_encoders_show_their_window_range():
+    rows = {d["name"]: d for d in registry.list_encoders()}
+    for name in ("builtin:ecg", "builtin:ppg", "builtin:eeg"):
+        assert rows[name]["window_range"] == list(encoder_spec(name).window_range)
