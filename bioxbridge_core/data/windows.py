@@ -158,7 +158,7 @@ class PairedWindows:
         recording's two sides).
         """
         counts = self.counts()
-        per_split = {s: {c: int(v) for c, v in row.items() if int(v)} for s, row in counts.iterrows()}
+        per_split = {s: {c: int(v) for c, v in row.items()} for s, row in counts.iterrows()}
         drops: dict[str, dict[str, dict[str, int]]] = {}
         for r in self.drop_table().itertuples(index=False):
             key = r.reason if r.kind == "window" else f"span:{r.reason}"
