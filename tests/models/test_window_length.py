@@ -134,3 +134,21 @@ def test_listed_encoders_show_their_window_range():
     rows = {d["name"]: d for d in registry.list_encoders()}
     for name in ("builtin:ecg", "builtin:ppg", "builtin:eeg"):
         assert rows[name]["window_range"] == list(encoder_spec(name).window_range)
+
+
+def test_adapters_built_for_one_window_get_it_from_load_encoder(tmp_path):
+    """A patch model (cbramod, 1 s patches, 1-30 s) is built at the asked window; its own checks apply."""
+    from _fm_checkpoints import write
+    from bioxbridge_core.errors import EncoderError
+
+    path = write("cbramod", tmp_path)
+    chans = ["C3", "CZ", "C4"]
+    m = load_encoder(f"cbramod:{path}", device="cpu", ch_names=chans, window_s=4.0)
+    assert m.spec.window_s == 4.0 and encoder_spec(f"cbramod:{path}", ch_names=chans, window_s=4.0) == m.spec
+    x = torch.randn(1, 3, m.spec.n_times)
+    assert [(p.in_shape, p.out_shape) for p in m.positions] == _walk(m, x)
+    lo, hi = encoder_spec(f"cbramod:{path}").window_range
+    with pytest.raises(ConfigError, match=rf"accepts windows of {lo:g}-{hi:g} s; {hi + 10:g} s"):
+        load_encoder(f"cbramod:{path}", device="cpu", ch_names=chans, window_s=hi + 10)
+    with pytest.raises(EncoderError, match="whole"):
+        load_encoder(f"cbramod:{path}", device="cpu", ch_names=chans, window_s=4.5)
