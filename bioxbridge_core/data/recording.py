@@ -22,7 +22,7 @@ from .._check import suggest
 from ..errors import RecordingError
 from ..spec import MODALITIES
 from .channels import EEG_1020, eeg_position, parse_derivation  # noqa: F401  (re-exported)
-from .units import normalise_unit
+from .units import normalise_unit, unit_scale  # noqa: F401  (unit_scale re-exported for pairing)
 
 log = logging.getLogger(__name__)
 

@@ -186,15 +186,24 @@ def _load_builtin_weights(model: EncoderAdapter, key: str) -> bool:
 
 
 def load_encoder(name: str, *, device=None, ch_names: Sequence[str] | None = None,
-                 pretrained: bool = True) -> EncoderAdapter:
+                 pretrained: bool = True, window_s: float | None = None) -> EncoderAdapter:
     """Load encoder ``name`` frozen on ``resolve_device(device)``.
 
     ``ch_names``: EEG montage for ``builtin:eeg``; lead names for multi-lead
     adapters. ``pretrained=False`` skips the weights file (random init, tests).
+    ``window_s``: window length in seconds the encoder will be fed (default: its own
+    ``spec.window_s``). The returned adapter's ``spec.window_s`` is that length and its
+    positions come from a dry pass at it (``EncoderAdapter.set_window``).
+
+    Raises ``EncoderError`` for an unknown name or unloadable weights, ``ConfigError``
+    (naming the allowed range) when ``window_s`` is outside ``spec.window_range`` -- checked
+    on the spec before any weights are read.
     """
     from ..device import resolve_device
 
     prefix, rest = _parse(name)
+    if window_s is not None and (prefix == BUILTIN_PREFIX or _ADAPTERS[prefix].spec_fn is not None):
+        encoder_spec(name, ch_names=ch_names).check_window(window_s, encoder=name)  # before any weights
     dev = resolve_device(device)
     if prefix == BUILTIN_PREFIX:
         montage = tuple(ch_names) if ch_names is not None else None
@@ -216,22 +225,50 @@ def load_encoder(name: str, *, device=None, ch_names: Sequence[str] | None = Non
                 _CACHE[key] = model
                 cached = model
             model = copy.deepcopy(cached)
-        return model.freeze()
-    entry = _ADAPTERS[prefix]
-    model = entry.factory(rest, ch_names=ch_names)
-    model.encoder_name = name
-    return model.freeze().to(dev)
+        model.freeze()
+    else:
+        entry = _ADAPTERS[prefix]
+        model = entry.factory(rest, ch_names=ch_names, **_window_kw(entry.factory, window_s))
+        model.encoder_name = name
+        model = model.freeze().to(dev)
+    if window_s is not None:
+        model.set_window(window_s)
+    return model
 
 
-def encoder_spec(name: str, *, ch_names: Sequence[str] | None = None) -> SignalSpec:
-    """Input spec of encoder ``name`` without loading weights."""
+def _window_kw(fn: Callable, window_s: float | None) -> dict:
+    """``{"window_s": window_s}`` when ``fn`` takes it (adapters built for one window length, e.g.
+    patch models that check whole patches themselves), else ``{}`` (``set_window`` does the rest)."""
+    if window_s is None:
+        return {}
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    takes = any(p.name == "window_s" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return {"window_s": float(window_s)} if takes else {}
+
+
+def encoder_spec(name: str, *, ch_names: Sequence[str] | None = None, window_s: float | None = None) -> SignalSpec:
+    """Input spec of encoder ``name`` without loading weights.
+
+    ``window_s``: the spec at that window length (``ConfigError`` with the allowed range when
+    the encoder does not accept it).
+    """
     prefix, rest = _parse(name)
     if prefix == BUILTIN_PREFIX:
-        return _builtin_spec(rest, ch_names)
-    entry = _ADAPTERS[prefix]
-    if entry.spec_fn is not None:
-        return entry.spec_fn(rest, ch_names=ch_names)
-    return entry.factory(rest, ch_names=ch_names).spec
+        spec = _builtin_spec(rest, ch_names)
+    else:
+        entry = _ADAPTERS[prefix]
+        if entry.spec_fn is None:
+            spec = entry.factory(rest, ch_names=ch_names, **_window_kw(entry.factory, window_s)).spec
+        else:
+            if window_s is not None:  # the declared range first, so the message always names it
+                entry.spec_fn(rest, ch_names=ch_names).check_window(window_s, encoder=name)
+            spec = entry.spec_fn(rest, ch_names=ch_names, **_window_kw(entry.spec_fn, window_s))
+    return spec if window_s is None else spec.with_window(window_s, encoder=name)
 
 
 def _builtin_spec(key: str, ch_names: Sequence[str] | None) -> SignalSpec:
@@ -265,7 +302,8 @@ def list_encoders() -> list[dict]:
         spec = model.spec
         out.append({
             "name": f"{BUILTIN_PREFIX}:{key}", "kind": "builtin", "modality": spec.modality,
-            "sampling_rate": spec.sfreq, "window_s": spec.window_s, "n_chans": spec.n_chans,
+            "sampling_rate": spec.sfreq, "window_s": spec.window_s, "window_range": list(spec.window_range),
+            "n_chans": spec.n_chans,
             "params": model.n_params(), "positions": model.position_names(),
             "available": weights_path(key).is_file(), "weights": str(weights_path(key)),
             "description": DESCRIPTIONS[key],
@@ -276,6 +314,7 @@ def list_encoders() -> list[dict]:
         out.append({
             "name": f"{prefix}:<path>", "kind": "adapter", "modality": entry.modality,
             "sampling_rate": spec.sfreq if spec else None, "window_s": spec.window_s if spec else None,
+            "window_range": list(spec.window_range) if spec else None,
             "n_chans": spec.n_chans if spec else None, "params": entry.params, "positions": [],
             "available": all(_package_available(p) for p in entry.requires),
             "requires": list(entry.requires), "description": entry.description,
