@@ -96,15 +96,28 @@ def unit_quantity(unit: object) -> str | None:
     return CANONICAL[canon][0] if canon in CANONICAL else None
 
 
+_SCALED = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([^\s0-9.].*)$")
+
+
+def _split_factor(unit: object) -> tuple[Decimal, str]:
+    """``'0.1mV'`` -> (0.1, 'mV'): a unit written as a multiple of another (values in tenths of mV)."""
+    text = "" if unit is None else str(unit)
+    m = _SCALED.match(text)
+    if m and normalise_unit(m.group(2)) in CANONICAL:
+        return Decimal(m.group(1)), normalise_unit(m.group(2))
+    return Decimal(1), normalise_unit(text)
+
+
 def unit_scale(from_unit: object, to_unit: object) -> float:
     """Factor ``k`` with ``value_in_to = value_in_from * k`` (``unit_scale('mV', 'uV') == 1000.0``).
 
+    A unit may carry a leading factor: ``'0.1mV'`` (values in tenths of a millivolt) or ``'100 uV'``.
     Raises RecordingError when either unit is empty or unknown, or when they measure different
     quantities (``'NU'`` -> ``'uV'``, ``'uS'`` -> ``'mV'``). Identical units always give 1.
     """
-    a, b = normalise_unit(from_unit), normalise_unit(to_unit)
+    (ka, a), (kb, b) = _split_factor(from_unit), _split_factor(to_unit)
     if a and a == b:
-        return 1.0
+        return float(ka / kb)
     for u, raw in ((a, from_unit), (b, to_unit)):
         if not u:
             raise RecordingError(f"Cannot convert between units {from_unit!r} and {to_unit!r}: a unit is missing.")
@@ -116,4 +129,4 @@ def unit_scale(from_unit: object, to_unit: object) -> float:
     qb, fb = CANONICAL[b]
     if qa != qb:
         raise RecordingError(f"Cannot convert {from_unit!r} ({qa}) to {to_unit!r} ({qb}): different quantities.")
-    return float(fa / fb)
+    return float(ka * fa / (kb * fb))

@@ -75,6 +75,7 @@ def test_unit_scale():
     assert unit_scale("mV", "uV") == 1000.0 and unit_scale("\u00b5V", "mV") == 0.001
     assert unit_scale("V", "uV") == 1e6 and unit_scale("uV", "uV") == 1.0 and unit_scale("NU", "nu") == 1.0
     assert unit_scale("mmHg", "kPa") == pytest.approx(0.133322387415)
+    assert unit_scale("0.1mV", "mV") == 0.1 and unit_scale("uV", "100 uV") == 0.01  # scaled units
     for a, b in (("NU", "uV"), ("uS", "mV"), ("", "uV"), ("foo", "uV")):
         with pytest.raises(RecordingError, match="onvert"):
             unit_scale(a, b)
