@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,6 +48,7 @@ from .grid import SPAN_DROP_REASONS, plan_windows
 from .manifest import Manifest, ManifestRecording, read_manifest
 from .preprocess import Preprocessing, bad_in_windows, filter_signal, flat_mask, nan_mask, normalise_windows
 from .recording import Recording, start_offset_s
+from .units import unit_scale
 from .windows import META_COLUMNS, PairedWindows
 
 logger = logging.getLogger(__name__)
@@ -92,43 +92,6 @@ class RecordingWindows:
 
 
 # -- units -----------------------------------------------------------------------------------------
-_PREFIX = {"p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3}
-_BASES = ("V", "S", "Pa", "g")
-_UNIT_RE = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*(?P<unit>[^\s0-9]+)\s*$")
-
-
-def _local_unit_scale(unit_from: str, unit_to: str) -> float:
-    """Factor turning values in ``unit_from`` into ``unit_to`` (``"mV"`` -> ``"uV"``: 1000).
-
-    A local stand-in (SI prefixes p..k on V, S, Pa, g; a leading number as in ``"0.1mV"``)
-    until ``data.recording.unit_scale`` lands. Raises ValueError for unknown or unlike units.
-    """
-    # TODO(lead): drop this once data.recording.unit_scale (issue 9, reading engineer) is on main.
-    def parse(u: str) -> tuple[float, str]:
-        m = _UNIT_RE.match(str(u).replace("°", ""))
-        if not m:
-            raise ValueError(f"unknown unit {u!r}")
-        num = float(m["num"]) if m["num"] else 1.0
-        unit = m["unit"]
-        for base in _BASES:
-            if unit.endswith(base) and unit[: -len(base)] in _PREFIX:
-                return num * _PREFIX[unit[: -len(base)]], base
-        return num, unit
-
-    (fa, ba), (fb, bb) = parse(unit_from), parse(unit_to)
-    if ba != bb:
-        raise ValueError(f"cannot convert {unit_from!r} to {unit_to!r}")
-    return fa / fb
-
-
-def _unit_scale(unit_from: str, unit_to: str) -> float:
-    try:
-        from .recording import unit_scale  # type: ignore[attr-defined]  # issue 9 adds it
-    except ImportError:
-        unit_scale = _local_unit_scale
-    return float(unit_scale(unit_from, unit_to))
-
-
 def to_spec_units(rec: Recording, spec: SignalSpec) -> Recording:
     """``rec`` in the unit ``spec.units`` asks for (unchanged when the spec wants z-scored input).
 
@@ -144,7 +107,7 @@ def to_spec_units(rec: Recording, spec: SignalSpec) -> Recording:
             raise WindowingError(f"{rec.name}, channel '{ch}': no physical unit in the file, but the "
                                  f"{spec.modality} encoder expects {want}; cannot scale it.")
         try:
-            factors.append(_unit_scale(unit, want))
+            factors.append(unit_scale(unit, want))
         except (ValueError, BioXError) as exc:
             raise WindowingError(f"{rec.name}, channel '{ch}': unit {unit!r} cannot be converted to the "
                                  f"{want} the {spec.modality} encoder expects ({exc}).") from None
