@@ -283,8 +283,10 @@ def bridge_job(ctx: JobContext) -> str:
         raise RunError(f"{cfg['windows']}: no paired windows in split(s) {list(splits)}.")
     load = _encoder_loader(cfg)
     device = cfg.get("device")
-    old = load(cfg["old_encoder"], device=device, ch_names=cfg.get("old_ch_names"))
-    new = load(cfg["new_encoder"], device=device, ch_names=cfg.get("new_ch_names"))
+    # the registry builds each encoder at the window the pairs were cut with (positions follow it)
+    win = {} if cfg.get("encoder_factory") else {"window_s": float(pw.window_s)}
+    old = load(cfg["old_encoder"], device=device, ch_names=cfg.get("old_ch_names"), **win)
+    new = load(cfg["new_encoder"], device=device, ch_names=cfg.get("new_ch_names"), **win)
     bcfg = BridgeConfig.from_dict(cfg.get("bridge", {}))
     head = None
     metrics: dict[str, Any] = {"bridge": {}}

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import actions, cache, datasets, plots, state
-from ui.data_forms import FILE_TYPES
+from ui.data_forms import FILE_TYPES, show_batch_messages
 from ui.errors import boundary, engine
 from ui.widgets import metric_cards, page_header, run_picker, show_verdict
 
@@ -66,7 +66,11 @@ with boundary("Predict"):
                            key="w_predict_upload")
     if not ups:
         st.stop()
-    records = datasets.save_upload_batch([(u.name, u.getvalue()) for u in ups])
+    batch = datasets.save_upload_batch([(u.name, u.getvalue()) for u in ups])
+    show_batch_messages(batch)
+    records = batch.records
+    if not records:
+        st.stop()
     pick = 0
     if len(records) > 1:
         pick = st.selectbox("Recording", range(len(records)), format_func=lambda i: records[i].name,

@@ -19,6 +19,12 @@ from .errors import engine
 Progress = Callable[[int, int, str], None] | None
 
 
+def _encoder(settings: dict, side: str, device: str | None) -> Any:
+    """The frozen old/new encoder of the active dataset, at the window length in use."""
+    return cache.encoder_for(settings[f"{side}_encoder"], settings["manifest_path"], side, device,
+                             settings.get("window_s"))
+
+
 # -- old task head (Models page) ---------------------------------------------------------------------------
 def head_dir(settings: dict) -> Path:
     """Workspace folder of the old task head for these data settings and old encoder."""
@@ -38,7 +44,7 @@ def train_old_head(settings: dict, *, device: str | None, on_progress: Progress 
     train_task_head, evaluate_head = engine("models.heads", "train_task_head", "evaluate_head",
                                             feature="Task-head training")
     pw = cache.paired_windows_for(settings)
-    enc = cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device)
+    enc = _encoder(settings, "old", device)
     tr = pw.split("train").labelled()
     head = train_task_head(enc, tr.x_old, tr.labels(), label_names=list(pw.label_names), groups=tr.subjects,
                            seed=seed, on_progress=on_progress)
@@ -71,8 +77,8 @@ def run_alignment(settings: dict, *, device: str | None, on_progress: Progress =
         raise NotFittedError("Train the old model's task head on the Models page first: alignment scores the "
                              "new model's layers against the head's pseudo labels.")
     pairs = cache.paired_windows_for(settings).split("pair")
-    old = cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device)
-    new = cache.encoder_for(settings["new_encoder"], settings["manifest_path"], "new", device)
+    old = _encoder(settings, "old", device)
+    new = _encoder(settings, "new", device)
     y = pseudo_labels(old, TaskHead.load(head_path), pairs.x_old)
     result = align(old, new, pairs.x_old, pairs.x_new, y, groups=pairs.subjects, device=device,
                    on_progress=on_progress)
@@ -93,8 +99,8 @@ def load_alignment(settings: dict) -> Any | None:
 def bridge_param_count(settings: dict, positions: dict, rank: int, n_prototypes: int, device: str | None) -> int:
     """Trainable parameters of a bridge between the chosen positions (before training)."""
     Bridge = engine("bridge", "Bridge", feature="The bridge")
-    new = cache.encoder_for(settings["new_encoder"], settings["manifest_path"], "new", device)
-    old = cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device)
+    new = _encoder(settings, "new", device)
+    old = _encoder(settings, "old", device)
     rp, wp = new.position(positions["read"]), old.position(positions["write"])
     return Bridge.param_count(rank, n_prototypes, rp.out_width, wp.in_tokens, wp.in_width)
 
@@ -110,7 +116,7 @@ def kd_param_count(settings: dict, device: str | None) -> int:
         return int(fn(settings["new_encoder"], device=device))
     except Exception:  # noqa: BLE001 - fall back to counting
         pass
-    new = cache.encoder_for(settings["new_encoder"], settings["manifest_path"], "new", device)
+    new = _encoder(settings, "new", device)
     report = head_report(settings) or {}
     n_classes = max(2, len(report.get("label_names") or []))
     return int(new.n_params() + (new.positions[-1].out_width + 1) * n_classes)
@@ -199,7 +205,7 @@ def assess_old_model(settings: dict, *, device: str | None, on_progress: Progres
     """Subject-grouped CV of the old model on ``train`` beside hand-crafted features on the same folds."""
     fn = engine(*ASSESS_FN, feature="Assessing the old model (subject-grouped CV vs hand-crafted features)")
     pw = cache.paired_windows_for(settings)
-    enc = cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device)
+    enc = _encoder(settings, "old", device)
     result = dict(fn(enc, pw.split("train").labelled(), seed=seed, on_progress=on_progress))
     atomic_write_json(head_dir(settings) / "assessment.json", result)
     return result

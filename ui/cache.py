@@ -18,10 +18,12 @@ from .errors import engine
 
 
 @st.cache_resource(show_spinner="Loading encoder…", max_entries=6)
-def get_encoder(name: str, device: str | None = None, ch_names: tuple[str, ...] | None = None) -> Any:
-    """A frozen ``EncoderAdapter`` (``models.registry.load_encoder``)."""
+def get_encoder(name: str, device: str | None = None, ch_names: tuple[str, ...] | None = None,
+                window_s: float | None = None) -> Any:
+    """A frozen ``EncoderAdapter`` (``models.registry.load_encoder``) at ``window_s`` (default: its own)."""
     load_encoder = engine("models.registry", "load_encoder", feature="Encoder loading")
-    return load_encoder(name, device=device, ch_names=list(ch_names) if ch_names else None)
+    kw = {"window_s": float(window_s)} if window_s else {}
+    return load_encoder(name, device=device, ch_names=list(ch_names) if ch_names else None, **kw)
 
 
 @st.cache_data(show_spinner=False, ttl=600)
@@ -32,18 +34,19 @@ def list_encoders() -> list[dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def encoder_spec(name: str, ch_names: tuple[str, ...] | None = None) -> Any:
-    """The encoder's input ``SignalSpec`` (cheap: no weights loaded)."""
+def encoder_spec(name: str, ch_names: tuple[str, ...] | None = None, window_s: float | None = None) -> Any:
+    """The encoder's input ``SignalSpec`` (cheap: no weights loaded), at ``window_s`` when given."""
     fn = engine("models.registry", "encoder_spec", feature="Encoder specs")
-    return fn(name, ch_names=list(ch_names) if ch_names else None)
+    kw = {"window_s": float(window_s)} if window_s else {}
+    return fn(name, ch_names=list(ch_names) if ch_names else None, **kw)
 
 
-def spec_for(name: str, channels: tuple[str, ...] | None = None) -> Any:
+def spec_for(name: str, channels: tuple[str, ...] | None = None, window_s: float | None = None) -> Any:
     """The spec, with channel names passed only to channel-agnostic (EEG-style) encoders."""
     spec = encoder_spec(name)
     if channels and (spec.n_chans is None or spec.ch_names is not None or spec.modality == "EEG"):
-        return encoder_spec(name, tuple(channels))
-    return spec
+        return encoder_spec(name, tuple(channels), window_s)
+    return encoder_spec(name, None, window_s) if window_s else spec
 
 
 @st.cache_data(show_spinner="Reading recording…", max_entries=16)
@@ -72,15 +75,19 @@ def get_paired_windows(manifest_path: str, mtime: float, old_encoder: str, new_e
                        window_s: float | None = None, step_s: float | None = None) -> Any:
     """``PairedWindows`` for the active dataset and encoders (shared, treat as read-only)."""
     make_paired_windows = engine("data.pairing", "make_paired_windows", feature="Paired windowing")
+    check_windows = engine("pipeline", "check_windows", feature="Window checks")
+    window_s, step_s = check_windows(old_encoder, new_encoder, window_s, step_s)  # the allowed range, named
     manifest = load_manifest(manifest_path, mtime)
-    old_spec, new_spec = specs_for_manifest(manifest, old_encoder, new_encoder)
+    old_spec, new_spec = specs_for_manifest(manifest, old_encoder, new_encoder, window_s)
     return make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=window_s, step_s=step_s)
 
 
-def specs_for_manifest(manifest: Any, old_encoder: str, new_encoder: str) -> tuple[Any, Any]:
+def specs_for_manifest(manifest: Any, old_encoder: str, new_encoder: str,
+                       window_s: float | None = None) -> tuple[Any, Any]:
     """Both encoder specs; channel-agnostic encoders get the manifest's (first row's) channel names."""
     first = manifest.table.iloc[0]
-    return (spec_for(old_encoder, tuple(first["old_channels"])), spec_for(new_encoder, tuple(first["new_channels"])))
+    return (spec_for(old_encoder, tuple(first["old_channels"]), window_s),
+            spec_for(new_encoder, tuple(first["new_channels"]), window_s))
 
 
 @st.cache_resource(show_spinner="Loading the bridged model…", max_entries=4)
@@ -100,13 +107,15 @@ def predictions(run_dir: str, bundle_mtime: float, rec_path: str, rec_mtime: flo
     return predict(model, rec, channels=list(channels) if channels else None)
 
 
-def encoder_for(name: str, manifest_path: str, side: str, device: str | None = None) -> Any:
-    """The frozen encoder for one side of the active dataset (EEG-style encoders get its montage)."""
+def encoder_for(name: str, manifest_path: str, side: str, device: str | None = None,
+                window_s: float | None = None) -> Any:
+    """The frozen encoder for one side of the active dataset (EEG-style encoders get its montage),
+    at the window length in use (``None``: the encoder's own)."""
     manifest = load_manifest(manifest_path, _mtime(manifest_path))
     chans = tuple(manifest.table.iloc[0][f"{side}_channels"])
     spec = encoder_spec(name)
     montage = chans if (spec.n_chans is None or spec.ch_names is not None or spec.modality == "EEG") else None
-    return get_encoder(name, device, montage)
+    return get_encoder(name, device, montage, window_s if window_s and window_s != spec.window_s else None)
 
 
 def paired_windows_for(settings: dict) -> Any:

@@ -50,7 +50,11 @@ def upload_source(src: str) -> list[Path]:
                            accept_multiple_files=True, key=f"w_data_{src}")
     if not ups:
         return []
-    recordings = datasets.save_upload_batch([(u.name, u.getvalue()) for u in ups])
+    batch = datasets.save_upload_batch([(u.name, u.getvalue()) for u in ups])
+    show_batch_messages(batch)
+    recordings = batch.records
+    if not recordings:
+        return []
     if n and len(recordings) != n:
         st.warning(f"Upload exactly {n} recording(s); got {len(recordings)}: "
                    f"{', '.join(p.name for p in recordings)}.")
@@ -59,6 +63,14 @@ def upload_source(src: str) -> list[Path]:
         st.caption(f"{len(ups)} file(s) → {len(recordings)} recording(s): "
                    + ", ".join(p.name for p in recordings[:12]) + (" …" if len(recordings) > 12 else ""))
     return recordings
+
+
+def show_batch_messages(batch: Any) -> None:
+    """Refused files (one line each, by uploaded name) and files left out on purpose."""
+    for msg in batch.errors:
+        st.error(redact(msg), icon=":material/warning:")
+    for note in batch.notes:
+        st.caption(f":material/info: {redact(note)}")
 
 
 def zip_source() -> None:
@@ -252,9 +264,15 @@ def windows_section(manifest_path: str | None) -> None:
     from .actions import labels_verdict
 
     spec = cache.encoder_spec(state.get("old_encoder"))
+    new_spec = cache.encoder_spec(state.get("new_encoder"))
+    lo = max(spec.window_range[0], new_spec.window_range[0])
+    hi = min(spec.window_range[1], new_spec.window_range[1])
     c1, c2 = st.columns(2)
-    win = c1.number_input("Window length (s)", 1.0, 120.0, float(state.get("window_s") or spec.window_s), step=1.0,
-                          key="w_data_window_s", help="The encoders were trained on this length.")
+    fixed = hi <= lo
+    value = min(max(float(state.get("window_s") or spec.window_s), lo), max(lo, hi))
+    win = c1.number_input("Window length (s)", float(lo), float(max(lo, hi)), value, step=1.0, key="w_data_window_s",
+                          disabled=fixed, help=f"Both encoders take {lo:g} s windows." if fixed else
+                          f"Both encoders accept {lo:g}–{hi:g} s (they were trained on {spec.window_s:g} s).")
     step = c2.number_input("Step (s)", 0.5, 120.0, float(state.get("step_s") or win), step=0.5, key="w_data_step_s",
                            help="Step = window length means no overlap.")
     state.update(window_s=float(win) if win != spec.window_s else None, step_s=float(step))

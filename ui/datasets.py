@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
@@ -64,44 +65,34 @@ COMPANIONS = (".dat", ".mat", ".atr", ".qrs", ".ecg")
 RECORD_SUFFIXES = (".edf", ".bdf", ".hea", ".csv", ".tsv", ".txt", ".parquet", ".npz")
 
 
-def save_upload_batch(files: Sequence[tuple[str, bytes]]) -> list[Path]:
-    """Save files uploaded together into one folder; unpack zips there; return one path per recording.
+@dataclass
+class UploadBatch:
+    """Files uploaded together, grouped into recordings: what to use, what was refused, what was left out."""
 
-    A WFDB record is its ``.hea`` (its ``.dat``/``.mat`` must be in the same upload or zip); a zip
-    of a folder gives every recording inside it. Raises ``RecordingError`` naming the file when a
-    signal file comes without its header or a header without its signal file.
-    (Thin app-side version; ``data.uploads`` takes it over when the engine offers grouping.)
+    records: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def save_upload_batch(files: Sequence[tuple[str, bytes]]) -> UploadBatch:
+    """Save files uploaded together into one workspace folder, grouped into recordings by the engine
+    (``data.uploads.stage_uploads``: a WFDB ``.hea`` with the files it names, a zip of a folder opened,
+    an Empatica E4 set split per signal). Messages name uploaded files only, never a server path.
     """
     if not files:
-        return []
-    grouping = _engine_grouping()
+        return UploadBatch()
+    stage_uploads = engine("data.uploads", "stage_uploads", feature="Grouping uploaded files")
     key = state.fingerprint([(n, len(d), d[:2048].hex(), d[-2048:].hex()) for n, d in files])
     folder = state.workspace("uploads", "batch-" + key)
-    for name, data in files:
-        if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
-            raise RecordingError(f"{name}: {len(data) / 1e6:.0f} MB is over the {MAX_UPLOAD_MB} MB upload cap.")
-        safe = PurePosixPath(name.replace("\\", "/")).name or "upload.bin"
-        if safe.lower().endswith(".zip"):
-            extract_zip(safe, data, folder / PurePosixPath(safe).stem)
-            continue
-        path = folder / safe
-        if not path.exists() or path.stat().st_size != len(data):
-            path.write_bytes(data)
-    if grouping is not None:
-        return [Path(p) for p in grouping(folder)]
-    return group_recordings(folder)
-
-
-def _engine_grouping():
-    """The engine's grouping of uploaded files into records, once ``data.uploads`` offers it."""
-    from .errors import has_engine
-
-    return engine("data.uploads", "group_upload_folder") if has_engine("data.uploads", "group_upload_folder") else None
+    result = stage_uploads(list(files), folder)
+    return UploadBatch(records=[Path(r.path) for r in result.records],
+                       errors=[msg for _, msg in result.errors], notes=list(result.notes))
 
 
 def group_recordings(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """Recordings under ``folder``: one per WFDB record (its ``.hea``), one per other file; label tables
+    """Recordings in a server folder: one per WFDB record (its ``.hea``), one per other file; label tables
     and manifests (CSV files whose header names ``file``/``label``/``path``…) are not recordings.
+    (Uploads are grouped by the engine's ``stage_uploads``; this reads a folder already on disk.)
 
     Signal files without their header and headers without their signal files are refused.
     """

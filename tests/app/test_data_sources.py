@@ -184,7 +184,7 @@ def test_header_without_its_signal_file_is_refused_by_name(tmp_path):
     _no_server_paths(at, tmp_path, REPO)
     at = _app(tmp_path, data_source="upload-one")
     _upload(at, "w_data_upload-one", [("bedside01.dat", (C11 / "bedside01.dat").read_bytes())])
-    assert any("needs its header" in e.value for e in at.error)
+    assert any("bedside01.dat" in e.value and "header bedside01.hea" in e.value for e in at.error)
 
 
 def test_several_records_and_a_zip_of_a_folder(tmp_path):
