@@ -7,7 +7,7 @@ import streamlit as st
 from ui import actions, cache, datasets, plots, state
 from ui.data_forms import FILE_TYPES, show_batch_messages
 from ui.errors import boundary, engine
-from ui.widgets import metric_cards, page_header, run_picker, show_verdict
+from ui.widgets import metric_cards, page_header, picker, run_picker, show_verdict
 
 page_header("Predict", "Upload recordings of the new signal only; the bridged old model labels each window.")
 
@@ -89,7 +89,7 @@ with boundary("Predict"):
         default = []
     else:
         default = opts[: spec.n_chans or len(opts)]
-    chans = c1.multiselect("Channels", opts, default=default, key="w_predict_channels")
+    chans = picker(c1, "Channels", opts, default, key="w_predict_channels")
     truth = c2.text_input("True label of the whole recording (optional)", key="w_predict_truth")
     request = {"run": run.run_id, "files": [str(p) for p in records], "channels": list(chans)}
     if chans and st.button("Predict" if len(records) == 1 else f"Predict all {len(records)} recordings",

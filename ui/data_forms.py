@@ -15,7 +15,7 @@ import streamlit as st
 from . import cache, datasets, state
 from .errors import boundary, redact
 from .server_data import RECIPES, configured_roots, detect_recipe, list_entries, resolve_inside, root_named
-from .widgets import encoder_pair, show_verdict
+from .widgets import encoder_pair, picker, show_verdict
 
 #: what every uploader takes: recordings, WFDB headers with their signal files, zips of folders
 FILE_TYPES = ["edf", "bdf", "hea", "dat", "mat", "csv", "tsv", "txt", "parquet", "npz", "zip"]
@@ -151,7 +151,7 @@ def channel_picker(col: Any, side: str, spec: Any, recs: Sequence[Any]) -> list[
         default: list[str] = []
     else:
         default = opts[: spec.n_chans or len(opts)]
-    return col.multiselect(f"{side.capitalize()} signal ({spec.modality}) channels", opts, default=default, key=key)
+    return picker(col, f"{side.capitalize()} signal ({spec.modality}) channels", opts, default, key=key)
 
 
 def label_table_widget(key: str = "w_data_label_csv") -> Any:

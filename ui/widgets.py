@@ -191,3 +191,13 @@ def guarded_section(title: str):
     """A subheader plus an error boundary for one section of a page."""
     st.subheader(title)
     return boundary(title)
+
+
+def picker(col: Any, label: str, options: Sequence[str], default: Sequence[str], *, key: str, **kw: Any) -> list[str]:
+    """A multiselect whose choice resets to ``default`` whenever its options change (another file, another
+    encoder): a choice made for other channels never carries over silently."""
+    sig = "\x1f".join(options)
+    if st.session_state.get(f"_{key}_options") != sig or key not in st.session_state:
+        st.session_state[key] = [d for d in default if d in options]
+        st.session_state[f"_{key}_options"] = sig
+    return col.multiselect(label, list(options), key=key, **kw)
