@@ -186,8 +186,17 @@ def _select(page, label: str, option: str) -> None:
     from playwright.sync_api import expect
 
     box = page.get_by_role("combobox", name=label, exact=True)
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    deadline = time.time() + 90
+    while True:  # a rerun that lands between opening the list and picking closes it: open it again
+        _wait_idle(page)
+        try:
+            box.click(timeout=5_000)
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            break
+        except Exception:
+            if time.time() > deadline:
+                raise
+            page.keyboard.press("Escape")
     expect(box).to_have_value(option)
     _wait_idle(page)
 
