@@ -168,6 +168,28 @@ def _click_until(page, text: str, done_js: str, timeout_s: float = 90.0) -> None
     raise AssertionError(f"clicking {text!r} had no effect within {timeout_s:.0f} s")
 
 
+RUNNING_JS = ("() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+              " return !!w && /Running/.test(w.innerText); }")
+
+
+def _click_and_run(page, text: str, done_js: str = "() => false", attempts: int = 4) -> None:
+    """Click a button whose click starts a script run; click again if no run started (the click was lost in a
+    rerun that was already under way) and the effect ``done_js`` is not there either."""
+    for _ in range(attempts):
+        _wait_idle(page)
+        _click_button(page, text)
+        try:
+            page.wait_for_function(f"() => ({RUNNING_JS})() || ({done_js})()", timeout=10_000)
+            return
+        except Exception:
+            continue
+    raise AssertionError(f"clicking {text!r} never started a run")
+
+
+def _has_text_js(text: str) -> str:
+    return f"() => document.body.innerText.includes({text!r})"
+
+
 STOP_TAKEN_JS = ("() => ![...document.querySelectorAll('button')]"
                  ".some(b => b.innerText.trim() === 'Stop' && !b.disabled)")
 
@@ -244,7 +266,7 @@ def test_at_chance_dataset_verdicts_and_reload_in_chromium(browser_page, server,
     _select(page, "Label source", "Label table (CSV)")
     page.locator('[data-testid="stFileUploader"]').nth(1).locator('input[type="file"]').set_input_files(str(halves))
     _wait_idle(page)
-    _click_button(page, "Use these recordings")
+    _click_and_run(page, "Use these recordings", _has_text_js("Active dataset:"))
     windows = page.locator('[data-testid="stMetric"]').filter(has_text="Windows")
     expect(windows).to_contain_text("32", timeout=120_000)
     expect(_verdict(page, "Few labelled windows")).to_be_visible()
@@ -260,7 +282,7 @@ def test_at_chance_dataset_verdicts_and_reload_in_chromium(browser_page, server,
 
     _go(page, "models", "Models")
     expect(page.get_by_role("combobox", name="Old encoder (has the task)", exact=True)).to_have_value("builtin:eeg")
-    _click_button(page, "Train the task head")
+    _click_and_run(page, "Train the task head", _has_text_js("at chance on held-out subjects"))
     expect(_verdict(page, "at chance on held-out subjects")).to_be_visible(timeout=180_000)
     expect(page.get_by_role("tab", selected=True)).to_contain_text("held-out subjects")
     _no_bug_panels(page)
@@ -268,7 +290,7 @@ def test_at_chance_dataset_verdicts_and_reload_in_chromium(browser_page, server,
     _shot(page, "12_at_chance_models", readme="models", height=1250)
 
     _go(page, "alignment", "Alignment")
-    _click_button(page, "Compute alignment")
+    _click_and_run(page, "Compute alignment", _has_text_js("No alignment above chance"))
     expect(_verdict(page, "No alignment above chance")).to_be_visible(timeout=180_000)
     metric = page.locator('[data-testid="stMetric"]').filter(has_text="Debiased CKA of this cell")
     baseline = metric.locator('[data-testid="stMetricDelta"]').inner_text().split()[-1]
@@ -301,18 +323,18 @@ def test_demo_train_stop_predict_in_chromium(browser_page, server, tmp_path):
     page.goto(server)
     expect(page.get_by_role("heading", name="BioX-Bridge Studio").first).to_be_visible(timeout=90_000)
     _shot(page, "01_home")
-    _click_button(page, "Run the demo")
+    _click_and_run(page, "Run the demo", _has_text_js("Paired recordings of the old"))
     expect(page.get_by_role("heading", name="Data", exact=True).first).to_be_visible(timeout=90_000)
     expect(_verdict(page, "labelled training windows per class")).to_be_visible(timeout=120_000)
     _shot(page, "02_demo_data")
 
     _go(page, "models", "Models")
-    _click_button(page, "Train the task head")
+    _click_and_run(page, "Train the task head", _has_text_js("above chance on held-out subjects"))
     expect(_verdict(page, "above chance on held-out subjects")).to_be_visible(timeout=180_000)
     _shot(page, "03_demo_models")
 
     _go(page, "alignment", "Alignment")
-    _click_button(page, "Compute alignment")
+    _click_and_run(page, "Compute alignment", _has_text_js("align above chance"))
     expect(_verdict(page, "align above chance")).to_be_visible(timeout=180_000)
     _no_bug_panels(page)
     _shot(page, "04_demo_alignment")
@@ -322,7 +344,7 @@ def test_demo_train_stop_predict_in_chromium(browser_page, server, tmp_path):
     epochs.fill(str(EPOCHS))
     epochs.press("Enter")
     _wait_idle(page)
-    _click_button(page, "Start training")
+    _click_and_run(page, "Start training", "() => !!document.querySelector('[class*=\"st-key-w_train_run_\"]')")
     page.wait_for_function(f"() => ({POINTS_JS})() >= 24", timeout=300_000)  # about 12 epochs: 2 points each
     first = page.evaluate(POINTS_JS)
     page.wait_for_function(f"n => ({POINTS_JS})() > n", arg=first, timeout=180_000)
@@ -340,7 +362,7 @@ def test_demo_train_stop_predict_in_chromium(browser_page, server, tmp_path):
     expect(page.locator('[data-testid="stMetric"]').filter(has_text="Bridge, held-out test")).to_be_visible()
     page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(ppg))
     _wait_idle(page)
-    _click_button(page, "Predict")
+    _click_and_run(page, "Predict", _has_text_js("Confidence is calibrated"))
     expect(page.get_by_text("Confidence is calibrated").first).to_be_visible(timeout=120_000)
     conf = page.locator('[data-testid="stMetric"]').filter(has_text="Mean confidence")
     assert float(conf.locator('[data-testid="stMetricValue"]').inner_text()) < 0.999
