@@ -156,7 +156,7 @@ def calibrate(logits: Any, targets: Any) -> Calibration:
 
 
 def calibrate_bridge(model: Any, old_encoder: Any, head: Any, x_old: np.ndarray, x_new: np.ndarray, *,
-                     targets: np.ndarray | None = None, batch_size: int = 64) -> Calibration:
+                     targets: np.ndarray | None = None, subjects: Any = None, batch_size: int = 64) -> Calibration:
     """Temperature for a ``BridgedModel`` from paired held-out windows (no labels).
 
     Parameters
@@ -165,6 +165,7 @@ def calibrate_bridge(model: Any, old_encoder: Any, head: Any, x_old: np.ndarray,
     old_encoder, head : the old model, whose predictions on ``x_old`` are the targets.
     x_old, x_new : paired pair-validation windows, shapes (n, C_old, T_old) and (n, C_new, T_new).
     targets : the old model's predicted class per window, when already computed (skips that pass).
+    subjects : subject id per window, for a model that normalises per subject (passed to its logits).
     """
     from .inference.predict import predict_logits
 
@@ -175,4 +176,4 @@ def calibrate_bridge(model: Any, old_encoder: Any, head: Any, x_old: np.ndarray,
     if targets is None:
         targets = head.predict(old_encoder, x_old, batch_size=batch_size)
     targets = np.asarray(targets, dtype=np.int64)
-    return calibrate(predict_logits(model, x_new, batch_size=batch_size), targets)
+    return calibrate(predict_logits(model, x_new, subjects=subjects, batch_size=batch_size), targets)

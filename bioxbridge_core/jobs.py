@@ -324,9 +324,10 @@ def bridge_job(ctx: JobContext) -> str:
         model = BridgedModel(new, old, trainer.bridge_, head, new_position=trainer.new_position_,
                              old_position=trainer.old_position_)
         val = trainer.val_index_
-        calibration = calibrate_bridge(model, old, head, pw.x_old[val], pw.x_new[val], targets=(
-            val_targets if val_targets is not None and len(val_targets) == len(val) else None))
-        metrics["bridge"]["calibration"] = calibration.to_dict()
+        calibration = calibrate_bridge(model, old, head, pw.x_old[val], pw.x_new[val], subjects=pw.subjects[val],
+                                       targets=val_targets if val_targets is not None and len(val_targets) == len(val)
+                                       else None)
+        metrics["bridge"]["confidence_calibration"] = calibration.to_dict()
         save_bundle(ctx.run.path, trainer.bridge_, head, {
             "old_encoder": cfg["old_encoder"], "new_encoder": cfg["new_encoder"],
             "old_ch_names": pw.old_channels or cfg.get("old_ch_names"),
@@ -335,7 +336,7 @@ def bridge_job(ctx: JobContext) -> str:
             "label_names": list(getattr(head, "label_names", pw.label_names)), "window_s": pw.window_s,
             "step_s": pw.step_s, "preprocessing": pw.preprocessing, "bridge_config": bcfg,
             "best_epoch": trainer.best_epoch_, "epochs_run": done, "stopped": trainer.stopped_,
-            "calibration": calibration.to_dict()})
+            "confidence_calibration": calibration.to_dict()})
         write_metrics(ctx.run.path, metrics)
         _evaluate_on_test(ctx, cfg, all_windows, old, new, head, trainer, bcfg, pw, metrics, model=model,
                           temperature=calibration.temperature)
@@ -382,7 +383,7 @@ def _evaluate_on_test(ctx: JobContext, cfg: dict, all_windows, old, new, head, t
     if model is None:
         model = BridgedModel(new, old, trainer.bridge_, head, new_position=trainer.new_position_,
                              old_position=trainer.old_position_)
-    logits = predict_logits(model, test.x_new)
+    logits = predict_logits(model, test.x_new, subjects=test.subjects)
     metrics["bridge"]["test"] = evaluate_predictions(y, logits, n_classes)
     metrics["bridge"]["test_confidence"] = {"raw": confidence_summary(y, apply_temperature(logits, 1.0)),
                                             "calibrated": confidence_summary(y, apply_temperature(logits, temperature))}

@@ -247,14 +247,15 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     from .calibration import calibrate_bridge
 
     val = trainer.val_index_
-    calibration = calibrate_bridge(bridged, data.old_encoder, head, pair.x_old[val], pair.x_new[val]).to_dict()
+    confidence = calibrate_bridge(bridged, data.old_encoder, head, pair.x_old[val], pair.x_new[val],
+                                  subjects=pair.subjects[val]).to_dict()
     save_bundle(out, trainer.bridge_, head, {
         "old_encoder": config.old, "new_encoder": config.new,
         "old_ch_names": data.windows.old_channels, "new_ch_names": data.windows.new_channels,
         "old_position": old_pos, "new_position": new_pos,
         "label_names": list(data.windows.label_names), "window_s": data.windows.window_s,
         "step_s": data.windows.step_s, "preprocessing": data.windows.preprocessing, "bridge_config": bcfg,
-        "calibration": calibration})
+        "confidence_calibration": confidence})
 
     _step(on_progress, 4, total, f"evaluating on {len(test)} test windows (new modality only)")
     bridge_metrics = evaluate_predictions(y_test, bridged.predict_proba(test.x_new), n_classes)
@@ -268,7 +269,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         "oracle": {"metrics": oracle},
         "bridge": {"trainable_params": int(trainer.n_params_), "train_seconds": round(bridge_usage.seconds, 3),
                    "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1), "best_epoch": trainer.best_epoch_,
-                   "epochs_run": len(trainer.history_), "metrics": bridge_metrics, "calibration": calibration},
+                   "epochs_run": len(trainer.history_), "metrics": bridge_metrics,
+                   "confidence_calibration": confidence},
         "chance": {"metrics": chance_metrics(y_test, n_classes, seed=config.seed)},
         "manifest": data.manifest_path, "seed": config.seed, "window_s": data.windows.window_s,
         "dropped_windows": dict(data.windows.dropped),

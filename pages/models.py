@@ -18,12 +18,15 @@ def assessment_section(settings: dict, assessment: dict | None) -> None:
         st.rerun()  # the verdict above now uses the cross-validated score
     if not assessment:
         return
-    om, hc = assessment.get("old_model") or {}, assessment.get("handcrafted") or {}
     c1, c2, c3 = st.columns(3)
-    for col, name, m in ((c1, "Old model (CV)", om), (c2, "Hand-crafted features (CV)", hc)):
-        if isinstance(m.get("mean"), (int, float)):
-            col.metric(name, f"{m['mean']:.3f}", delta=f"± {m.get('std', 0):.3f} over {assessment.get('n_folds', '?')}"
-                       " folds", delta_color="off", delta_arrow="off")
+    for col, name, m in ((c1, "Old model (CV)", assessment.get("old_model")),
+                         (c2, "Hand-crafted features (CV)", assessment.get("handcrafted"))):
+        mean, sd = actions.cv_score(m)
+        if isinstance(mean, (int, float)):
+            col.metric(name, f"{mean:.3f}", delta=f"± {sd or 0:.3f} over {assessment.get('n_folds', '?')} folds",
+                       delta_color="off", delta_arrow="off")
+        elif m is None and name.startswith("Hand"):
+            col.caption("No hand-crafted features for this modality.")
     if isinstance(assessment.get("chance"), (int, float)):
         c3.metric("Chance", f"{assessment['chance']:.3f}")
     st.caption(f"Balanced accuracy, {assessment.get('n_folds', '?')} folds grouped by subject over "

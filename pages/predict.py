@@ -22,7 +22,7 @@ def held_out_panel(run) -> None:
                          (c[2], "Chance", chance)):
         if isinstance(m.get("balanced_accuracy"), (int, float)):
             col.metric(name, f"{m['balanced_accuracy']:.3f}", help="Balanced accuracy on the test subjects.")
-    cal = b.get("calibration") or {}
+    cal = b.get("confidence_calibration") or {}
     if cal.get("temperature"):
         c[3].metric("Calibration T", f"{cal['temperature']:.2f}", help=f"Fitted on {cal.get('n', '?')} "
                     "pair-validation windows against the old model's own predictions (no labels).")
@@ -35,7 +35,7 @@ def held_out_panel(run) -> None:
 
 
 def confidence_note(run, attrs: dict) -> str:
-    cal = attrs.get("calibration") or {}
+    cal = attrs.get("confidence_calibration") or {}
     conf = (run.bridge_metrics.get("test_confidence") or {}).get("calibrated") or {}
     if not cal:
         return ("Confidence is the bridged model's raw softmax, **not calibrated** (an older run): it is usually "

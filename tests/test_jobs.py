@@ -219,10 +219,10 @@ def test_stop_keeps_the_best_epoch_as_a_usable_evaluated_bundle_then_resume_fini
     done = len(read_history(run.path))
     assert metrics["stopped"] is True and 1 <= metrics["best_epoch"] <= done < 300
     assert sum(map(sum, metrics["test"]["confusion"])) == n_test  # evaluated like a finished run
-    assert metrics["calibration"]["temperature"] > 0 and metrics["calibration"]["n"] > 0
+    assert metrics["confidence_calibration"]["temperature"] > 0 and metrics["confidence_calibration"]["n"] > 0
     model = load_bundle(run.path, device="cpu", encoder_loader=make_encoder)
     assert model.info["best_epoch"] == metrics["best_epoch"] and model.info["stopped"] is True
-    assert model.info["calibration"]["temperature"] == metrics["calibration"]["temperature"]
+    assert model.info["confidence_calibration"]["temperature"] == metrics["confidence_calibration"]["temperature"]
     _wait(lambda: not pid_alive(pid), timeout_s=20, what="worker exit")
 
     assert can_resume(run.path)
@@ -269,7 +269,7 @@ def test_bridge_job_calibrates_confidence_on_pair_val(tmp_path, monkeypatch):
     import json
 
     bundle = json.loads((run.path / "bundle.json").read_text())
-    cal = bundle["calibration"]
+    cal = bundle["confidence_calibration"]
     assert cal["n"] == read_metrics(run.path)["bridge"]["n_val"] > 0
     assert cal["nll_after"] <= cal["nll_before"] + 1e-9  # the fit never makes the NLL worse than T = 1
     conf = read_metrics(run.path)["bridge"]["test_confidence"]

@@ -189,11 +189,20 @@ def label_counts(pw: Any) -> tuple[dict[str, int], dict[str, int]]:
 
 
 # -- the old model: held-out score, assessment against hand-crafted features, verdicts ------------------------
-#: engine function the transfer work provides (``bioxbridge_core.pipeline``):
-#: ``assess_old_model(old_encoder, train_windows, *, seed=0, on_progress=None) -> dict`` with
-#: ``metric``, ``n_folds``, ``grouped``, ``n_windows``, ``n_subjects``, ``chance`` and, per model
-#: (``old_model``, ``handcrafted``), ``{"mean", "std", "folds"}`` of subject-grouped CV on ``train``.
-ASSESS_FN = ("pipeline", "assess_old_model")
+#: engine function of the transfer work (``bioxbridge_core.models.assess``):
+#: ``assess_old_model(old_encoder, train_windows, *, n_folds=5, seed=0, on_progress=None) -> dict`` with
+#: ``n_windows``, ``n_subjects``, ``n_folds``, ``chance`` and, for ``old_model`` and ``handcrafted`` (None when
+#: the modality has no hand-crafted features), ``balanced_accuracy_mean``/``balanced_accuracy_sd`` over folds
+#: of subject-grouped CV on ``train``.
+ASSESS_FN = ("models.assess", "assess_old_model")
+
+
+def cv_score(summary: dict | None) -> tuple[float | None, float | None]:
+    """(mean, SD over folds) of balanced accuracy from one model's assessment summary."""
+    summary = summary or {}
+    mean = summary.get("balanced_accuracy_mean", summary.get("mean", summary.get("balanced_accuracy")))
+    sd = summary.get("balanced_accuracy_sd", summary.get("std"))
+    return mean, sd
 
 
 def assessment_report(settings: dict) -> dict | None:
@@ -217,11 +226,11 @@ def old_model_verdict(report: dict | None, assessment: dict | None) -> Any:
     names = (report or {}).get("label_names") or (assessment or {}).get("label_names") or []
     n_classes = max(2, len(names))
     if assessment and isinstance(assessment.get("old_model"), dict):
-        om, hc = assessment["old_model"], assessment.get("handcrafted") or {}
-        folds = om.get("folds") or []
-        return old_model_verdict(om.get("mean"), n_classes=int(assessment.get("n_classes") or n_classes),
-                                 n_eval=assessment.get("n_windows"), fold_std=om.get("std"),
-                                 n_folds=assessment.get("n_folds") or len(folds) or None, baseline=hc.get("mean"),
+        (mean, sd), (hc_mean, _) = cv_score(assessment["old_model"]), cv_score(assessment.get("handcrafted"))
+        folds = assessment["old_model"].get("per_fold") or assessment["old_model"].get("folds") or []
+        n_classes = len(assessment.get("label_names") or []) or n_classes
+        return old_model_verdict(mean, n_classes=max(2, n_classes), n_eval=assessment.get("n_windows"), fold_std=sd,
+                                 n_folds=assessment.get("n_folds") or len(folds) or None, baseline=hc_mean,
                                  source=f"subject-grouped CV on train ({assessment.get('n_subjects', '?')} subjects)")
     test = ((report or {}).get("splits") or {}).get("test")
     if test:

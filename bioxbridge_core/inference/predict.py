@@ -13,12 +13,20 @@ from ..errors import NotFittedError
 logger = logging.getLogger(__name__)
 
 
-def predict_logits(model: Any, x_new: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-    """Raw class scores (logits), shape (n_windows, n_classes), of a ``BridgedModel`` (new modality only)."""
+def predict_logits(model: Any, x_new: np.ndarray, *, subjects: Any = None, batch_size: int = 64) -> np.ndarray:
+    """Raw class scores (logits), shape (n_windows, n_classes), of a ``BridgedModel`` (new modality only).
+
+    Uses the model's own ``logits`` method when it has one (``subjects``: one id per window, for a model
+    calibrated per subject); otherwise its forward pass, batch by batch.
+    """
     import torch
 
     from ..models.base import iter_batches
 
+    if hasattr(model, "logits"):
+        kw = {"subjects": subjects} if subjects is not None else {}
+        out = model.logits(x_new, batch_size=batch_size, **kw)
+        return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
     if not hasattr(model, "new_encoder") or not callable(model):
         raise NotFittedError(f"{type(model).__name__} gives no logits; load a bundle with runs.load_bundle.")
     x = model.new_encoder.check_input(x_new, name="x_new")
@@ -33,9 +41,13 @@ def predict_logits(model: Any, x_new: np.ndarray, *, batch_size: int = 64) -> np
     return torch.cat(out).numpy() if out else np.zeros((0, len(getattr(model, "label_names", []) or [0, 0])))
 
 
+#: bundle key of the fitted temperature (``calibration.Calibration.to_dict()``)
+BUNDLE_KEY = "confidence_calibration"
+
+
 def calibration_of(model: Any) -> dict | None:
     """The bundle's calibration dict (``{"temperature": T, ...}``), or None when it was never calibrated."""
-    cal = (getattr(model, "info", None) or {}).get("calibration")
+    cal = (getattr(model, "info", None) or {}).get(BUNDLE_KEY)
     return dict(cal) if isinstance(cal, dict) and cal.get("temperature") else None
 
 
@@ -74,7 +86,7 @@ def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = 
     Returns a DataFrame with ``start_s``, ``end_s``, ``label`` (predicted class name) and one
     ``p_<label>`` column per class (calibrated when the bundle holds a temperature);
     ``df.attrs["dropped"]`` says how many windows were dropped and why, ``df.attrs["channels"]``
-    which channels were used, ``df.attrs["calibration"]`` the calibration applied (or None).
+    which channels were used, ``df.attrs["confidence_calibration"]`` the calibration applied (or None).
     """
     from ..data.pairing import window_recording  # lazy: pairing pulls in filtering code
 
@@ -102,7 +114,7 @@ def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = 
         df[f"p_{name}"] = probs[:, i] if len(probs) else []
     df.attrs["dropped"] = dict(getattr(rw, "dropped", {}) or {})
     df.attrs["channels"] = list(channels) if channels is not None else None
-    df.attrs["calibration"] = calibration_of(model)
+    df.attrs["confidence_calibration"] = calibration_of(model)
     logger.info("predicted %d windows of %s (dropped %s)", len(df), getattr(rec, "source", "recording"),
                 df.attrs["dropped"])
     return df

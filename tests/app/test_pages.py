@@ -552,3 +552,32 @@ def _wait_done_after(status: Path, state: str, timeout_s: float) -> str:
             return text
         time.sleep(0.5)
     return status.read_text()
+
+
+def test_models_page_shows_the_old_model_assessment(tmp_path, manifest, monkeypatch):
+    """Subject-grouped CV of the old model beside hand-crafted features: its numbers decide the verdict."""
+    import sys
+    import types
+
+    calls = []
+
+    def assess_old_model(old_encoder, train, *, n_folds=5, seed=0, on_progress=None, **kw):
+        calls.append(len(train))
+        return {"n_windows": len(train), "n_subjects": 2, "n_folds": 2, "chance": 0.5,
+                "label_names": list(train.label_names),
+                "old_model": {"balanced_accuracy": 0.52, "balanced_accuracy_mean": 0.52, "balanced_accuracy_sd": 0.02},
+                "handcrafted": {"balanced_accuracy": 0.9, "balanced_accuracy_mean": 0.9, "balanced_accuracy_sd": 0.01}}
+
+    fake = types.ModuleType("bioxbridge_core.models.assess")
+    fake.assess_old_model = assess_old_model
+    monkeypatch.setitem(sys.modules, "bioxbridge_core.models.assess", fake)
+    at = _app(tmp_path, data_source="server", manifest_path=str(manifest))
+    at.switch_page("pages/models.py").run()
+    at.button(key="w_models_train_head").click().run()
+    at.button(key="w_models_assess").click().run()
+    assert not _problems(at), _problems(at)
+    assert calls and calls[0] > 0
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Old model (CV)"] == "0.520" and metrics["Hand-crafted features (CV)"] == "0.900"
+    old = [v for v in _verdicts(at) if "old model" in v[1].lower()]
+    assert old[0][0] == "stop" and "subject-grouped CV on train" in old[0][1]

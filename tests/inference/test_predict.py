@@ -71,7 +71,7 @@ def test_bundle_temperature_is_applied_and_keeps_the_class(monkeypatch):
     logits = predict_logits(model, x_new, batch_size=4)
     np.testing.assert_allclose(apply_temperature(logits, 1.0), raw, rtol=1e-4, atol=1e-6)
     assert calibration_of(model) is None
-    model.info["calibration"] = {"temperature": 5.0, "n": 10}
+    model.info["confidence_calibration"] = {"temperature": 5.0, "n": 10}
     cal = predict_windows(model, x_new)
     assert (cal.argmax(1) == raw.argmax(1)).all()
     assert cal.max(1).mean() < raw.max(1).mean()
