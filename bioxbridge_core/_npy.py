@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -183,3 +184,25 @@ def array_digest(arr: np.ndarray, *, digest_size: int = 16) -> str:
         h.update(memoryview(np.ascontiguousarray(arr[sl])).cast("B"))
         release(arr)
     return h.hexdigest()
+
+
+def publish_folder(tmp: Path, folder: Path, *, overwrite: bool) -> bool:
+    """Rename the finished folder ``tmp`` onto ``folder`` (atomic on one file system).
+
+    When ``folder`` already exists: with ``overwrite`` it is replaced, otherwise (another
+    process finished the same folder first) ``tmp`` is discarded. Returns True when ``tmp``
+    became ``folder``.
+    """
+    tmp, folder = Path(tmp), Path(folder)
+    try:
+        os.rename(tmp, folder)  # succeeds when ``folder`` is absent or an empty folder
+        return True
+    except OSError:
+        if not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+    trash = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    os.rename(folder, trash)
+    os.rename(tmp, folder)
+    shutil.rmtree(trash, ignore_errors=True)
+    return True

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..errors import BioXError
 
-COMMANDS = ("inspect", "windows", "models", "align", "run", "predict", "runs")
+COMMANDS = ("inspect", "windows", "models", "features", "align", "train", "run", "predict", "runs")
 
 
 def build_parser() -> argparse.ArgumentParser:

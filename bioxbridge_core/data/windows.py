@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -335,7 +334,7 @@ class PairedWindowsWriter:
                "has_x_new": self._out.get("x_new") is not None, **header,
                "meta": json.loads(meta.to_json(orient="records"))}
         atomic_write_json(self._tmp / WINDOWS_JSON, doc)
-        _publish_folder(self._tmp, self.folder, overwrite=self.overwrite)
+        _npy.publish_folder(self._tmp, self.folder, overwrite=self.overwrite)
         return PairedWindows.load(self.folder)
 
     def abort(self) -> None:
@@ -353,18 +352,3 @@ class PairedWindowsWriter:
             self.abort()
         elif self._tmp.exists():  # finish() was never called
             self.abort()
-
-
-def _publish_folder(tmp: Path, folder: Path, *, overwrite: bool) -> None:
-    """Rename the finished ``tmp`` folder onto ``folder`` (atomic on one file system)."""
-    try:
-        os.rename(tmp, folder)  # succeeds when ``folder`` is absent or an empty folder
-        return
-    except OSError:
-        if not overwrite:  # another process finished the same folder first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-    trash = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    os.rename(folder, trash)
-    os.rename(tmp, folder)
-    shutil.rmtree(trash, ignore_errors=True)
