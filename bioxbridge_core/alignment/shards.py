@@ -310,3 +310,16 @@ def _open(union: Path, info: dict) -> FeatureUnion:
     meta = pd.DataFrame(read_json(union / META))
     arrays = {f"{side}:{key}": _npy.open_npy(union / side / name) for side, key, name in _side_files(info)}
     return FeatureUnion(union, meta, arrays, info)
+
+
+def pseudo_labels_from(union: FeatureUnion, head, *, batch_size: int = 4096) -> np.ndarray:
+    """The old task head's predictions on the pooled last layer stored in the shards (int64, one per window)."""
+    import torch
+
+    z = union.arrays[f"old:{feature_key('out', union.info['last_position'])}"]
+    out = []
+    with torch.no_grad():
+        for sl in _npy.row_chunks(len(z), batch_size):
+            out.append(head.from_pooled(torch.from_numpy(np.array(z[sl], dtype=np.float32))).argmax(dim=1).numpy())
+            _npy.release(z)
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
