@@ -249,10 +249,11 @@ def test_streamed_target_stats_equal_the_in_memory_ones(data):
     torch.testing.assert_close(std, ref_std, atol=1e-5, rtol=1e-5)
 
 
-def test_memory_mapped_windows_train_like_arrays_and_share_the_cache(data, tmp_path):
+def test_memory_mapped_windows_train_like_arrays_and_share_the_cache(data, tmp_path, monkeypatch):
     from bioxbridge_core import _npy
     from bioxbridge_core.paths import cache_dir
 
+    monkeypatch.setenv("BIOXBRIDGE_CACHE", str(tmp_path / "cache"))
     x_old, x_new, groups, _ = data
     _npy.save_npy(tmp_path / "old.npy", x_old)
     _npy.save_npy(tmp_path / "new.npy", x_new)
