@@ -28,6 +28,8 @@ _PUBLIC = {
     "Preprocessing": ".data.preprocess",
     "make_paired_windows": ".data.pairing", "window_recording": ".data.pairing", "RecordingWindows": ".data.pairing",
     "demo_manifest": ".data.demo", "eegmat_manifest": ".data.recipes", "cinc2015_manifest": ".data.recipes",
+    "stress_predict_manifest": ".data.recipes", "Span": ".data.events", "read_events": ".data.events",
+    "events_to_spans": ".data.events",
     "assign_splits": ".data.splits", "grouped_folds": ".data.splits",
     "manifest_from_files": ".data.uploads", "UploadManifest": ".data.uploads", "read_label_table": ".data.uploads",
     "DEFAULT_SUBJECT_PATTERN": ".data.uploads",
@@ -48,7 +50,7 @@ _PUBLIC = {
     "start_job": ".jobs", "job_state": ".jobs", "stop_job": ".jobs",
     "predict_windows": ".inference.predict", "predict_recording": ".inference.predict",
     "KDStudent": ".baselines.kd",
-    "PipelineConfig": ".pipeline", "run_pipeline": ".pipeline",
+    "PipelineConfig": ".pipeline", "run_pipeline": ".pipeline", "check_windows": ".pipeline",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -112,16 +112,17 @@ def extract_shard(config, out: str | Path, *, index: int = 0, count: int = 1, po
     from ..data.manifest import read_manifest
     from ..data.pairing import make_paired_windows
     from ..models.registry import encoder_spec, load_encoder
-    from ..pipeline import resolve_manifest
+    from ..pipeline import check_windows, resolve_manifest
 
     if target_dtype not in TARGET_DTYPES:
         raise ConfigError(f"target_dtype must be one of {TARGET_DTYPES}, got {target_dtype!r}.")
     t0 = time.perf_counter()
+    window_s, step_s = check_windows(config.old, config.new, config.window_s, config.step_s)
     manifest = read_manifest(resolve_manifest(config), seed=config.seed)
     first = manifest.table.iloc[0]
     old_ch, new_ch = list(first["old_channels"]), list(first["new_channels"])
-    old = load_encoder(config.old, device=config.device, ch_names=old_ch)
-    new = load_encoder(config.new, device=config.device, ch_names=new_ch)
+    old = load_encoder(config.old, device=config.device, ch_names=old_ch, window_s=window_s)
+    new = load_encoder(config.new, device=config.device, ch_names=new_ch, window_s=window_s)
     news, olds = _positions(positions, old, new)
     from ..data.preprocess import Preprocessing
 
@@ -129,7 +130,7 @@ def extract_shard(config, out: str | Path, *, index: int = 0, count: int = 1, po
     by = "subject" if prep.normalisation == "zscore-subject" else "recording"
     info = {"format": FORMAT, "count": int(count), "manifest": _manifest_hash(manifest), "seed": config.seed,
             "old": config.old, "new": config.new, "old_key": encoder_key(old), "new_key": encoder_key(new),
-            "window_s": config.window_s, "step_s": config.step_s, "splits": list(splits),
+            "window_s": window_s, "step_s": step_s, "splits": list(splits),
             "new_positions": news, "old_positions": olds, "last_position": old.positions[-1].name,
             "target_dtype": target_dtype, "shard_by": by}
     folder = shard_folder(out, index, count)
@@ -149,10 +150,10 @@ def extract_shard(config, out: str | Path, *, index: int = 0, count: int = 1, po
         table = manifest.table.iloc[rows].copy()
         table["label"] = None  # pairs are unlabelled: the label spans do not matter here
         sub = dataclasses.replace(manifest, table=table.reset_index(drop=True))
-        old_spec = encoder_spec(config.old, ch_names=old_ch)
-        new_spec = encoder_spec(config.new, ch_names=new_ch)
-        pw = make_paired_windows(sub, old_spec=old_spec, new_spec=new_spec, window_s=config.window_s,
-                                 step_s=config.step_s, preprocessing=prep, cache=cache_windows)
+        old_spec = encoder_spec(config.old, ch_names=old_ch, window_s=window_s)
+        new_spec = encoder_spec(config.new, ch_names=new_ch, window_s=window_s)
+        pw = make_paired_windows(sub, old_spec=old_spec, new_spec=new_spec, window_s=window_s,
+                                 step_s=step_s, preprocessing=prep, cache=cache_windows)
         pw = pw.split(*splits)
         n = len(pw)
     if n:

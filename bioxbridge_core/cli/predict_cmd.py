@@ -24,7 +24,11 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.predict import predict_recording
     from ..runs.bundle import load_bundle
 
-    model = load_bundle(args.run, device=args.device)
+    from .._check import check_range
+
+    if args.step_seconds is not None:  # settings first, before any file is read
+        check_range("--step-seconds", args.step_seconds, low=0, low_inclusive=False)
+    model = load_bundle(args.run, device=args.device)  # refuses a window outside the encoder's range
     channels = [c.strip() for c in args.channels.split(";") if c.strip()] if args.channels else None
     rec = read_recording(args.file)
     frame = predict_recording(model, rec, channels=channels, step_s=args.step_seconds)
