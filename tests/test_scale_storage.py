@@ -85,7 +85,7 @@ def test_subsets_of_mapped_windows_stay_on_disk(tmp_path, monkeypatch):
 
 def test_writer_appends_per_recording_and_normalises_per_subject(tmp_path):
     pw = _pw()
-    with PairedWindowsWriter(tmp_path / "z", normalisation="zscore-subject") as w:
+    with PairedWindowsWriter(tmp_path / "z", subject_zscore=("x_old", "x_new")) as w:
         for start in range(0, len(pw), 5):  # one "recording" at a time
             w.add(pw.x_old[start:start + 5], pw.x_new[start:start + 5], pw.meta.iloc[start:start + 5])
         out = w.finish(window_s=10.0, old_channels=["x", "y"])

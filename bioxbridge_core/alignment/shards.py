@@ -1,16 +1,19 @@
 """Sharded feature extraction: many independent processes, one union the trainers read.
 
 ``extract_shard(config, out, index=I, count=N)`` takes the recordings of the manifest's
-``pair``/``val`` splits, keeps every N-th one starting at I (manifest order; by subject
-instead when windows are normalised per subject), pairs and windows them, runs both frozen
-encoders once and writes into ``out/shard-0000I-of-0000N/``:
+``pair``/``val`` splits (``Manifest.recordings()``: rows naming the same files are one
+recording), keeps every N-th one starting at I (manifest order; whole subjects instead when
+windows are z-scored per subject), pairs and windows them exactly as one process would (same
+label spans, same grid), runs both frozen encoders once and writes into
+``out/shard-0000I-of-0000N/``:
 
 - ``new/out.<m>.npy`` pooled new-model outputs at every read position (alignment; the
   bridge's input z at m),
 - ``old/in.<l>.npy`` pooled old-model inputs at every write position (alignment),
   ``old/out.<last>.npy`` the pooled last layer (the old task head's input: pseudo labels) and
   ``old/last.<dtype>.npy`` the full last-layer output (the bridge's targets),
-- ``meta.json`` (window rows with their manifest row) and, last, ``DONE`` (settings and counts).
+- ``meta.json`` (window rows with the index of their recording in the manifest) and, last,
+  ``DONE`` (settings and counts).
 
 Shards share nothing while they run (a job array, one process per GPU, several machines on a
 shared folder). Re-running a finished shard with the same settings does nothing; a shard
@@ -62,18 +65,19 @@ def shard_folder(out: str | Path, index: int, count: int) -> Path:
     return Path(out) / f"shard-{index:05d}-of-{count:05d}"
 
 
-def shard_rows(table: pd.DataFrame, index: int, count: int, *, splits: Sequence[str],
-               by: str = "recording") -> np.ndarray:
-    """Positions (into ``table``) of the recordings shard ``index`` of ``count`` handles.
+def shard_recordings(recordings: Sequence, index: int, count: int, *, splits: Sequence[str],
+                     by: str = "recording") -> np.ndarray:
+    """Indices (into ``recordings``, objects with ``split`` and ``subject``) that shard ``index`` of
+    ``count`` handles.
 
     Recordings of ``splits`` in manifest order are dealt round-robin (``by="recording"``), or
     whole subjects are (``by="subject"``, needed when windows are z-scored per subject).
     """
-    pos = np.flatnonzero(table["split"].isin(list(splits)).to_numpy())
+    pos = np.array([i for i, r in enumerate(recordings) if r.split in splits], dtype=np.int64)
     if by == "subject":
-        subjects = list(dict.fromkeys(table["subject"].iloc[pos].astype(str)))
+        subjects = list(dict.fromkeys(str(recordings[i].subject) for i in pos))
         mine = set(subjects[index::count])
-        return pos[table["subject"].iloc[pos].astype(str).isin(mine).to_numpy()]
+        return pos[[str(recordings[i].subject) in mine for i in pos]] if pos.size else pos
     return pos[index::count]
 
 
@@ -124,10 +128,14 @@ def extract_shard(config, out: str | Path, *, index: int = 0, count: int = 1, po
     old = load_encoder(config.old, device=config.device, ch_names=old_ch, window_s=window_s)
     new = load_encoder(config.new, device=config.device, ch_names=new_ch, window_s=window_s)
     news, olds = _positions(positions, old, new)
+    from ..data.pairing import side_normalisation
     from ..data.preprocess import Preprocessing
 
     prep = Preprocessing()
-    by = "subject" if prep.normalisation == "zscore-subject" else "recording"
+    old_spec = encoder_spec(config.old, ch_names=old_ch, window_s=window_s)
+    new_spec = encoder_spec(config.new, ch_names=new_ch, window_s=window_s)
+    by = "subject" if "zscore-subject" in (side_normalisation(old_spec, prep), side_normalisation(new_spec, prep)) \
+        else "recording"
     info = {"format": FORMAT, "count": int(count), "manifest": _manifest_hash(manifest), "seed": config.seed,
             "old": config.old, "new": config.new, "old_key": encoder_key(old), "new_key": encoder_key(new),
             "window_s": window_s, "step_s": step_s, "splits": list(splits),
@@ -142,18 +150,19 @@ def extract_shard(config, out: str | Path, *, index: int = 0, count: int = 1, po
         log.info("%s is complete (%d windows): nothing to do", folder, done["n_windows"])
         return ShardResult(folder, int(done["n_windows"]), True, time.perf_counter() - t0)
 
-    rows = shard_rows(manifest.table, index, count, splits=splits, by=by)
+    recs = manifest.recordings()
+    mine = shard_recordings(recs, index, count, splits=splits, by=by)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / INFO, info)
     n = 0
-    if rows.size:
-        table = manifest.table.iloc[rows].copy()
-        table["label"] = None  # pairs are unlabelled: the label spans do not matter here
-        sub = dataclasses.replace(manifest, table=table.reset_index(drop=True))
-        old_spec = encoder_spec(config.old, ch_names=old_ch, window_s=window_s)
-        new_spec = encoder_spec(config.new, ch_names=new_ch, window_s=window_s)
-        pw = make_paired_windows(sub, old_spec=old_spec, new_spec=new_spec, window_s=window_s,
-                                 step_s=step_s, preprocessing=prep, cache=cache_windows)
+    if mine.size:
+        groups = [recs[i] for i in mine]
+        rows = {r for g in groups for r in g.rows}
+        sub = dataclasses.replace(manifest, table=manifest.table[manifest.table["row"].isin(rows)]
+                                  .reset_index(drop=True), groups=groups)
+        # same spans (so the same window grid) as the whole manifest; a shard lacks train/test, so no class check
+        pw = make_paired_windows(sub, old_spec=old_spec, new_spec=new_spec, window_s=window_s, step_s=step_s,
+                                 preprocessing=prep, cache=cache_windows, check_classes=False)
         pw = pw.split(*splits)
         n = len(pw)
     if n:
@@ -164,23 +173,18 @@ def extract_shard(config, out: str | Path, *, index: int = 0, count: int = 1, po
         extract_features(old, pw.x_old, keys["old"], batch_size=batch_size, cache=folder / "old",
                          device=config.device, last_dtype=target_dtype, on_progress=on_progress)
         meta = pw.meta.copy()
-        where = {(str(r.subject), _recording_name(r)): int(k) for k, r in zip(rows, table.itertuples(index=False))}
-        if len(where) != rows.size:
-            raise ConfigError(f"{manifest.source}: two manifest rows name the same subject and file(s); "
-                              "shards need each recording once.")
-        meta["manifest_row"] = [where[(str(s), str(r))] for s, r in zip(meta["subject"], meta["recording"])]
+        where = {(str(recs[i].subject), recs[i].name): int(i) for i in mine}
+        if len(where) != mine.size:
+            raise ConfigError(f"{manifest.source}: two recordings share a subject and file name; shards need "
+                              "each recording named once.")
+        meta["recording_index"] = [where[(str(s), str(r))] for s, r in zip(meta["subject"], meta["recording"])]
     else:
-        meta = pd.DataFrame(columns=["subject", "recording", "split", "start_s", "label", "manifest_row"])
+        meta = pd.DataFrame(columns=["subject", "recording", "split", "start_s", "label", "recording_index"])
     atomic_write_json(folder / META, json.loads(meta.to_json(orient="records")))
     atomic_write_json(folder / DONE, {"info": info, "n_windows": int(n), "index": int(index),
                                       "seconds": round(time.perf_counter() - t0, 3)})
-    log.info("shard %d/%d: %d windows from %d recordings in %s", index, count, n, rows.size, folder)
+    log.info("shard %d/%d: %d windows from %d recordings in %s", index, count, n, mine.size, folder)
     return ShardResult(folder, int(n), False, time.perf_counter() - t0)
-
-
-def _recording_name(row) -> str:
-    """The ``recording`` value pairing writes into ``meta`` for a manifest row."""
-    return row.old_file if row.old_path == row.new_path else f"{row.old_file}+{row.new_file}"
 
 
 # -- union --------------------------------------------------------------------------------------
@@ -188,7 +192,7 @@ def _recording_name(row) -> str:
 class FeatureUnion:
     """Every shard's features in manifest order.
 
-    meta : one row per window (subject, recording, split, start_s, manifest_row).
+    meta : one row per window (subject, recording, split, start_s, recording_index).
     arrays : ``"new:out:<m>"``, ``"old:in:<l>"``, ``"old:out:<last>"``, ``"old:last"`` -> memory maps.
     info : the settings the shards were made with.
     """
@@ -276,7 +280,7 @@ def _build_union(union: Path, shards: list[Path], info: dict, stamp: str) -> Non
             metas.append(m)
     if not metas:
         raise ConfigError(f"{union.parent}: the shards hold no windows.")
-    meta = pd.concat(metas, ignore_index=True).sort_values(["manifest_row", "_row"], kind="stable")
+    meta = pd.concat(metas, ignore_index=True).sort_values(["recording_index", "_row"], kind="stable")
     # consecutive runs of rows from one shard, in union order
     shard_of, row_of = meta["_shard"].to_numpy(), meta["_row"].to_numpy()
     cut = np.flatnonzero((np.diff(shard_of) != 0) | (np.diff(row_of) != 1)) + 1

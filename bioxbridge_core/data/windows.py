@@ -274,10 +274,9 @@ class PairedWindows:
             arrays = {}
             for key, name in (("x_old", X_OLD_NPY), ("x_new", X_NEW_NPY)):
                 arrays[key] = _npy.open_npy(path / name) if header.pop(f"has_{key}") else None
-            meta = pd.DataFrame(header.pop("meta"))
-            for c in META_COLUMNS:
-                if c not in meta.columns:
-                    meta[c] = pd.Series(dtype=object)
+            records = header.pop("meta")
+            extra = [c for c in (records[0] if records else {}) if c not in META_COLUMNS]
+            meta = pd.DataFrame(records, columns=list(META_COLUMNS) + extra)
             return cls(**arrays, meta=meta, folder=path, **header)
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(bytes(z["header"]).decode())
@@ -294,23 +293,25 @@ class PairedWindowsWriter:
     the block is in memory); ``finish(**header)`` writes ``windows.json`` and publishes the
     folder atomically (built in a temporary folder beside it, then renamed), returning the
     memory-mapped ``PairedWindows``. Used as a context manager, an exception discards
-    everything. With ``normalisation="zscore-subject"`` rows are stored raw and z-scored per
-    subject and channel in one chunked pass at ``finish`` (statistics accumulated in float64
-    while adding); other modes are the caller's (``data.preprocess.normalise_windows``).
+    everything. The sides named in ``subject_zscore`` are stored raw and z-scored per subject
+    and channel (``"zscore-subject"`` of ``data.preprocess``) in one chunked pass at ``finish``,
+    from statistics accumulated in float64 while adding; per-window normalisation is the
+    caller's (``data.preprocess.normalise_windows`` on each block).
 
     Parameters
     ----------
     folder : the windows folder to create.
     overwrite : replace an existing folder (otherwise a folder finished first by another
         process is kept and this one discarded).
-    normalisation : ``None`` (rows stored as given) or ``"zscore-subject"``.
+    subject_zscore : ``"x_old"`` and/or ``"x_new"``: sides to z-score per subject at ``finish``.
     """
 
-    def __init__(self, folder: str | Path, *, overwrite: bool = False, normalisation: str | None = None) -> None:
-        if normalisation not in (None, "zscore-subject"):
-            raise WindowingError(f"PairedWindowsWriter normalises only 'zscore-subject', not {normalisation!r}.")
+    def __init__(self, folder: str | Path, *, overwrite: bool = False, subject_zscore: Sequence[str] = ()) -> None:
+        bad = [s for s in subject_zscore if s not in ("x_old", "x_new")]
+        if bad:
+            raise WindowingError(f"PairedWindowsWriter: subject_zscore takes 'x_old'/'x_new', not {bad}.")
         self.folder = Path(folder)
-        self.overwrite, self.normalisation = overwrite, normalisation
+        self.overwrite, self.subject_zscore = overwrite, tuple(subject_zscore)
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.", suffix=".tmp", dir=self.folder.parent))
         self._out: dict[str, _npy.NpyAppender | None] = {}
@@ -332,7 +333,7 @@ class PairedWindowsWriter:
             x = np.asarray(x, dtype=np.float32)
             if x.ndim != 3 or x.shape[0] != k:
                 raise WindowingError(f"{key} has shape {x.shape}; expected ({k}, n_chans, n_times).")
-            if self.normalisation == "zscore-subject":
+            if key in self.subject_zscore:
                 self._accumulate(key, x, meta["subject"].astype(str).to_numpy())
             out.append(x)
         self._metas.append(meta.reset_index(drop=True))
@@ -371,11 +372,10 @@ class PairedWindowsWriter:
         for key, out in self._out.items():
             if out is not None:
                 out.close()
-        if self.normalisation == "zscore-subject":
-            subjects = meta["subject"].astype(str).to_numpy()
-            for key, name in (("x_old", X_OLD_NPY), ("x_new", X_NEW_NPY)):
-                if self._out.get(key) is not None:
-                    self._normalise_in_place(self._tmp / name, key, subjects)
+        subjects = meta["subject"].astype(str).to_numpy()
+        for key, name in (("x_old", X_OLD_NPY), ("x_new", X_NEW_NPY)):
+            if key in self.subject_zscore and self._out.get(key) is not None:
+                self._normalise_in_place(self._tmp / name, key, subjects)
         header = dict(header)
         header.pop("folder", None)
         if not header.get("label_names"):
@@ -384,8 +384,11 @@ class PairedWindowsWriter:
                "has_x_new": self._out.get("x_new") is not None, **header,
                "meta": json.loads(meta.to_json(orient="records"))}
         atomic_write_json(self._tmp / WINDOWS_JSON, doc)
-        _npy.publish_folder(self._tmp, self.folder, overwrite=self.overwrite)
-        return PairedWindows.load(self.folder)
+        if not _npy.publish_folder(self._tmp, self.folder, overwrite=self.overwrite):
+            return PairedWindows.load(self.folder)  # another process finished it first
+        arrays = {k: _npy.open_npy(self.folder / n) if self._out.get(k) is not None else None
+                  for k, n in (("x_old", X_OLD_NPY), ("x_new", X_NEW_NPY))}
+        return PairedWindows(**arrays, meta=meta, folder=self.folder, **header)
 
     def abort(self) -> None:
         """Discard everything written so far."""

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bioxbridge_core.alignment.shards import (DONE, extract_shard, open_union, parse_shard, pseudo_labels_from,
-                                              shard_folder, shard_rows)
+                                              shard_folder, shard_recordings)
 from bioxbridge_core.errors import ConfigError
 from bioxbridge_core.pipeline import PAIR_SPLITS, PipelineConfig, prepare_data
 
@@ -45,13 +45,13 @@ def test_parse_and_deal():
     for bad in ("4/4", "-1/2", "1", "a/b"):
         with pytest.raises(ConfigError, match="I/N"):
             parse_shard(bad)
-    import pandas as pd
+    from types import SimpleNamespace as R
 
-    table = pd.DataFrame({"split": ["pair", "train", "val", "pair", "pair", "test"],
-                          "subject": ["a", "b", "c", "a", "d", "e"]})
-    parts = [shard_rows(table, i, 2, splits=PAIR_SPLITS) for i in range(2)]
+    recs = [R(split=sp, subject=su) for sp, su in zip(["pair", "train", "val", "pair", "pair", "test"],
+                                                       ["a", "b", "c", "a", "d", "e"])]
+    parts = [shard_recordings(recs, i, 2, splits=PAIR_SPLITS) for i in range(2)]
     assert parts[0].tolist() == [0, 3] and parts[1].tolist() == [2, 4]  # every other pair/val recording
-    by_subject = [shard_rows(table, i, 2, splits=PAIR_SPLITS, by="subject") for i in range(2)]
+    by_subject = [shard_recordings(recs, i, 2, splits=PAIR_SPLITS, by="subject") for i in range(2)]
     assert by_subject[0].tolist() == [0, 3, 4] and by_subject[1].tolist() == [2]  # subjects a, d | c
 
 
