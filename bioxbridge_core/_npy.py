@@ -143,6 +143,30 @@ def release(*arrays) -> None:
                 pass
 
 
+def trim_heap() -> None:
+    """Give memory the C allocator holds but no longer uses back to the OS (glibc ``malloc_trim``).
+
+    Why: a pass over thousands of batches leaves glibc's heap fragmented, and the freed space
+    stays in the process (on the demo's 16x cohort ~120 MB after one feature pass), so each
+    later step would start higher. No-op where glibc is absent.
+    """
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 - raises AttributeError off glibc
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
 def row_chunks(n: int, chunk_rows: int) -> Iterator[slice]:
     """Slices covering ``range(n)`` in order."""
     for i in range(0, n, max(1, int(chunk_rows))):

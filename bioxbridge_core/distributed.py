@@ -103,18 +103,19 @@ def init_from_env(device: str | None = None, *, timeout_s: float | None = None) 
 
 @contextlib.contextmanager
 def session(device: str | None = None) -> Iterator[bool]:
-    """``with session(device):`` joins the group when launched by torchrun and leaves it at the end."""
-    started = init_from_env(device) and not getattr(session, "_active", False)
-    if started:
-        session._active = True  # type: ignore[attr-defined]
+    """``with session(device):`` joins the group when launched by torchrun and leaves it at the end.
+
+    Yields whether this process is one of several. A group that already existed (made by the
+    caller) is used and left as it was.
+    """
+    dist = _dist()
+    existed = dist.is_available() and dist.is_initialized()
+    started = not existed and init_from_env(device)
     try:
         yield is_distributed()
     finally:
-        if started:
-            session._active = False  # type: ignore[attr-defined]
-            dist = _dist()
-            if dist.is_initialized():
-                dist.destroy_process_group()
+        if started and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def rank_device(device: str | torch.device | None) -> str | torch.device | None:
@@ -124,6 +125,12 @@ def rank_device(device: str | torch.device | None) -> str | torch.device | None:
     if device in (None, "auto", "cuda") and torch.cuda.is_available() and _dist().get_backend() == "nccl":
         return torch.device("cuda", local_rank())
     return device
+
+
+def rank_device_name(device: str | None) -> str | None:
+    """``rank_device`` as a string (for configs): ``"cuda:<LOCAL_RANK>"`` under an nccl group, else ``device``."""
+    dev = rank_device(device)
+    return None if dev is None else str(dev)
 
 
 def _device() -> torch.device:

@@ -261,6 +261,7 @@ def extract_features(encoder: EncoderAdapter, x: np.ndarray | torch.Tensor, keys
         raise
     finally:
         encoder.train(was_training)
+        _npy.trim_heap()
     found.update(mem)
     if folder is not None:
         log.info("features %s of %s (%d windows) written to %s", missing, encoder.encoder_name, n, folder)

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from .. import distributed as dist
 
     with dist.session(args.device):  # several processes when started by torchrun (rank 0 reports)
+        config.device = dist.rank_device_name(config.device)  # cuda:<LOCAL_RANK> on a GPU node
         bar = TerminalProgress("pipeline", enabled=not args.no_progress and dist.is_main())
         try:
             report = run_pipeline(config, args.out, on_progress=bar)

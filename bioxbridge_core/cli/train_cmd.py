@@ -116,7 +116,7 @@ def train(args) -> dict | None:
                                 "target_dtype": args.target_dtype}.items() if v is not None}
     config = PipelineConfig(old=args.old, new=args.new, manifest=args.manifest, demo=args.demo,
                             window_s=args.window_seconds, step_s=args.step_seconds, seed=args.seed, bridge=bridge,
-                            baselines=baselines, head=args.head, device=args.device)
+                            baselines=baselines, head=args.head, device=dist.rank_device_name(args.device))
     new_pos, old_pos, align_head = _positions(args)
     out, main = Path(args.out), dist.is_main()
     with dist.main_first():

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 #: read this many bytes from the memory maps before dropping their pages from the process
-RELEASE_EVERY_BYTES = 64 * 2**20
+RELEASE_EVERY_BYTES = 8 * 2**20
 
 
 def _tensor(arr: np.ndarray) -> torch.Tensor:
@@ -97,16 +97,19 @@ class BridgeCache:
         return out.float()
 
 
-def streaming_target_stats(cache: BridgeCache, rows: np.ndarray, *, chunk_rows: int = 1024
+def streaming_target_stats(cache: BridgeCache, rows: np.ndarray, *, chunk_rows: int | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std of every flattened last-layer feature over ``rows``, in float64 chunks.
 
     Same numbers and the same std floor as ``trainer.target_stats`` (which needs all targets
-    in memory), computed without holding more than ``chunk_rows`` targets.
+    in memory), computed without holding more than ``chunk_rows`` targets (default: about
+    8 MB of float64 per chunk).
     """
     rows = np.sort(np.asarray(rows, dtype=np.int64))
     if rows.size < 2:
         raise ConfigError("target statistics need at least 2 training pairs.")
+    if chunk_rows is None:
+        chunk_rows = max(1, (8 * 2**20) // (8 * max(1, int(np.prod(cache.target.shape[1:])))))
     s1 = s2 = None
     for i in range(0, rows.size, chunk_rows):
         t = cache.rows("target", rows[i: i + chunk_rows]).flatten(1).double()

@@ -202,7 +202,7 @@ class BridgeTrainer:
                     old_position=old_pos.index, batch_size=cfg.feature_batch_size, proto_rows=train_idx,
                     n_proto_tokens=cfg.n_prototypes if (cfg.prototype_init == "tokens" and resume is None) else 0,
                     seed=cfg.seed, on_progress=on_progress if dist.is_main() else None,
-                    cache=self.cache if (self.cache is not False or features is None) else True,
+                    cache=self.cache,
                     target_dtype=cfg.target_dtype, features=features)
             if device.type != "cpu" and cache.nbytes() < 2 * 1024**3:
                 cache = cache.to(device)
@@ -338,6 +338,7 @@ class BridgeTrainer:
                     if on_progress is not None:
                         on_progress(global_step, total_steps, f"epoch {epoch}/{cfg.epochs}")
                 loss_sum = float(dist.all_reduce_sum(torch.tensor([loss_sum], dtype=torch.float64))[0])
+                _npy.trim_heap()  # an epoch's freed batches back to the OS: memory stays flat
                 bridge.eval()
                 val_loss, val_agreement = evaluate(val_idx)
                 bridge.train()
