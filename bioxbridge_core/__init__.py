@@ -24,6 +24,10 @@ _PUBLIC = {
     "resolve_device": ".device",
     # data
     "read_recording": ".data.readers", "read_recording_bytes": ".data.readers", "write_recording": ".data.readers",
+    "read_header": ".data.readers", "RecordingHeader": ".data.readers", "start_offset_s": ".data.recording",
+    "read_uploads": ".data.uploads", "stage_uploads": ".data.uploads", "UploadResult": ".data.uploads",
+    "match_channels": ".data.channels", "parse_derivation": ".data.channels", "eeg_position": ".data.channels",
+    "normalise_unit": ".data.units", "unit_scale": ".data.units",
     "Manifest": ".data.manifest", "read_manifest": ".data.manifest", "write_manifest": ".data.manifest",
     "Preprocessing": ".data.preprocess",
     "make_paired_windows": ".data.pairing", "window_recording": ".data.pairing", "RecordingWindows": ".data.pairing",

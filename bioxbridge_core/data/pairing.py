@@ -38,7 +38,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -48,10 +47,12 @@ import pandas as pd
 
 from ..errors import BioXError, RecordingError, WindowingError
 from ..spec import SignalSpec
+from .channels import match_channels  # noqa: F401  (moved to data.channels; kept importable here)
 from .grid import SPAN_DROP_REASONS, plan_windows
 from .manifest import Manifest, ManifestRecording, read_manifest
 from .preprocess import Preprocessing, bad_in_windows, filter_signal, flat_mask, nan_mask, normalise_windows
-from .recording import Recording, eeg_position
+from .recording import Recording, start_offset_s
+from .units import unit_scale
 from .windows import META_COLUMNS, WINDOWS_JSON, PairedWindows, PairedWindowsWriter
 
 logger = logging.getLogger(__name__)
@@ -94,74 +95,7 @@ class RecordingWindows:
         return int(self.x.shape[0])
 
 
-# -- channel selection ---------------------------------------------------------------------------
-def match_channels(names: Sequence[str], spec: SignalSpec, *, where: str) -> list[str]:
-    """Channels of ``names`` to use for ``spec``, in the spec's order when it names its channels.
-
-    Raises WindowingError naming ``where`` when the count does not fit ``spec.n_chans``
-    or a channel the spec needs is missing.
-    """
-    names = list(names)
-    if spec.ch_names:
-        chosen = []
-        for want in spec.ch_names:
-            pos = eeg_position(want)
-            hit = [n for n in names if n.lower() == want.lower()]
-            if not hit and pos is not None:
-                hit = [n for n in names if eeg_position(n) == pos]
-            if not hit:
-                raise WindowingError(
-                    f"{where}: the {spec.modality} encoder needs channel '{want}' but the manifest lists "
-                    f"{names}.")
-            chosen.append(hit[0])
-        if len(chosen) != len(names):
-            logger.info("%s: using %d of %d listed channels (those the encoder knows).", where, len(chosen), len(names))
-        names = chosen
-    if spec.n_chans is not None and len(names) != spec.n_chans:
-        raise WindowingError(
-            f"{where}: {len(names)} {spec.modality} channel(s) {names} but the encoder takes {spec.n_chans}.")
-    return names
-
-
-
 # -- units -----------------------------------------------------------------------------------------
-_PREFIX = {"p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3}
-_BASES = ("V", "S", "Pa", "g")
-_UNIT_RE = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)?\s*(?P<unit>[^\s0-9]+)\s*$")
-
-
-def _local_unit_scale(unit_from: str, unit_to: str) -> float:
-    """Factor turning values in ``unit_from`` into ``unit_to`` (``"mV"`` -> ``"uV"``: 1000).
-
-    A local stand-in (SI prefixes p..k on V, S, Pa, g; a leading number as in ``"0.1mV"``)
-    until ``data.recording.unit_scale`` lands. Raises ValueError for unknown or unlike units.
-    """
-    # TODO(lead): drop this once data.recording.unit_scale (issue 9, reading engineer) is on main.
-    def parse(u: str) -> tuple[float, str]:
-        m = _UNIT_RE.match(str(u).replace("°", ""))
-        if not m:
-            raise ValueError(f"unknown unit {u!r}")
-        num = float(m["num"]) if m["num"] else 1.0
-        unit = m["unit"]
-        for base in _BASES:
-            if unit.endswith(base) and unit[: -len(base)] in _PREFIX:
-                return num * _PREFIX[unit[: -len(base)]], base
-        return num, unit
-
-    (fa, ba), (fb, bb) = parse(unit_from), parse(unit_to)
-    if ba != bb:
-        raise ValueError(f"cannot convert {unit_from!r} to {unit_to!r}")
-    return fa / fb
-
-
-def _unit_scale(unit_from: str, unit_to: str) -> float:
-    try:
-        from .recording import unit_scale  # type: ignore[attr-defined]  # issue 9 adds it
-    except ImportError:
-        unit_scale = _local_unit_scale
-    return float(unit_scale(unit_from, unit_to))
-
-
 def to_spec_units(rec: Recording, spec: SignalSpec) -> Recording:
     """``rec`` in the unit ``spec.units`` asks for (unchanged when the spec wants z-scored input).
 
@@ -177,7 +111,7 @@ def to_spec_units(rec: Recording, spec: SignalSpec) -> Recording:
             raise WindowingError(f"{rec.name}, channel '{ch}': no physical unit in the file, but the "
                                  f"{spec.modality} encoder expects {want}; cannot scale it.")
         try:
-            factors.append(_unit_scale(unit, want))
+            factors.append(unit_scale(unit, want))
         except (ValueError, BioXError) as exc:
             raise WindowingError(f"{rec.name}, channel '{ch}': unit {unit!r} cannot be converted to the "
                                  f"{want} the {spec.modality} encoder expects ({exc}).") from None
@@ -326,7 +260,7 @@ def _overlap(g: ManifestRecording, old: _Side, new: _Side, where: str) -> dict:
     offset, aligned = 0.0, "one file"
     if not g.one_file:
         if old.start_time is not None and new.start_time is not None:
-            offset, aligned = (new.start_time - old.start_time).total_seconds(), "start times"
+            offset, aligned = start_offset_s(old.start_time, new.start_time), "start times"  # aware/naive safe
         else:
             aligned = "first samples"
             logger.info("%s: no start time in both files; assuming both start at 0 s.", where)
