@@ -5,6 +5,11 @@ exactly the same code; ``run_pipeline`` chains them and writes ``report.json``
 beside the bridge bundle. Splits come from the manifest (by subject):
 ``train`` trains the old head, ``pair`` (+ ``val``) trains the bridge and
 selects positions, ``test`` evaluates on the new modality alone.
+
+Under ``torchrun`` (``distributed``), rank 0 trains the head and selects the
+positions while the others wait, every rank trains the bridge (and KD) with
+DistributedDataParallel, and rank 0 evaluates and writes every file; ``--out``
+must then be a folder all ranks see.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import distributed as dist
 from ._check import check_option
 from ._io import atomic_write_json
 from .errors import ConfigError, StopRequested, WindowingError
@@ -150,6 +156,15 @@ def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: Pro
     return PreparedData(windows, old, new, path)
 
 
+def bundle_config(config: PipelineConfig, windows, *, new_position: str, old_position: str, bridge_config) -> dict:
+    """What ``runs.bundle.save_bundle`` stores beside the bridge (encoders, channels, positions, windows)."""
+    return {"old_encoder": config.old, "new_encoder": config.new,
+            "old_ch_names": windows.old_channels, "new_ch_names": windows.new_channels,
+            "old_position": old_position, "new_position": new_position,
+            "label_names": list(windows.label_names), "window_s": windows.window_s,
+            "step_s": windows.step_s, "preprocessing": windows.preprocessing, "bridge_config": bridge_config}
+
+
 def split_windows(windows) -> dict[str, Any]:
     """``train`` (labelled), ``pair`` (pair + val, labels ignored) and ``test`` (labelled) windows."""
     parts = {
@@ -209,28 +224,41 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
 
     check_windows(config.old, config.new, config.window_s, config.step_s)  # before anything is written
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "pipeline_config.json", config.to_dict())
+    main = dist.is_main()
+    if not main:
+        on_progress = None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "pipeline_config.json", config.to_dict())
     total = 6 if "kd" in config.baselines else 5
     t_start = time.perf_counter()
 
     _step(on_progress, 0, total, "preparing paired windows")
-    data = prepare_data(config, on_progress=None)
+    with dist.main_first():  # one process per machine fills the windows cache
+        data = prepare_data(config, on_progress=None)
     parts = split_windows(data.windows)
     train, pair, test = parts["train"], parts["pair"], parts["test"]
     n_classes = len(data.windows.label_names)
 
     _step(on_progress, 1, total, f"training the old task head on {len(train)} windows")
-    head = fit_old_head(data.old_encoder, train, seed=config.seed, head_path=config.head)
-    head.save(out / "old_head.safetensors")
     y_test = test.labels()
-    oracle = evaluate_predictions(y_test, head.predict_proba(data.old_encoder, test.x_old), n_classes)
+    if main:
+        head = fit_old_head(data.old_encoder, train, seed=config.seed, head_path=config.head)
+        head.save(out / "old_head.safetensors")
+        oracle = evaluate_predictions(y_test, head.predict_proba(data.old_encoder, test.x_old), n_classes)
 
-    _step(on_progress, 2, total, f"scoring positions on {len(pair)} pairs")
-    alignment = select_positions(data.old_encoder, data.new_encoder, head, pair, seed=config.seed)
-    if config.new_position or config.old_position:
-        alignment = alignment.with_override(new_position=config.new_position, old_position=config.old_position)
-    alignment.save(out)
+        _step(on_progress, 2, total, f"scoring positions on {len(pair)} pairs")
+        alignment = select_positions(data.old_encoder, data.new_encoder, head, pair, seed=config.seed)
+        if config.new_position or config.old_position:
+            alignment = alignment.with_override(new_position=config.new_position, old_position=config.old_position)
+        alignment.save(out)
+    dist.barrier()  # the other ranks take rank 0's head and positions from the shared run folder
+    if not main:
+        from .alignment.result import AlignmentResult
+        from .models.heads import TaskHead
+
+        head = TaskHead.load(out / "old_head.safetensors")
+        alignment = AlignmentResult.load(out, features=False)
     new_pos, old_pos = alignment.selected["new_position"], alignment.selected["old_position"]
 
     _step(on_progress, 3, total, f"training the bridge {new_pos} -> {old_pos}")
@@ -241,6 +269,14 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         trainer = BridgeTrainer(bcfg, device=config.device).fit(
             data.old_encoder, data.new_encoder, pair.x_old, pair.x_new, new_position=new_pos,
             old_position=old_pos, groups=pair.subjects, run_dir=out, should_stop=should_stop, head=head)
+    if not main:  # rank 0 evaluates and writes; the others only take part in KD training
+        if "kd" in config.baselines:
+            run_kd(data.new_encoder, data.old_encoder, head, pair, test,
+                   epochs=config.kd_epochs or int(config.bridge["epochs"]), lr=config.kd_lr,
+                   batch_size=int(config.bridge["batch_size"]), seed=config.seed,
+                   val_fraction=float(config.bridge["val_fraction"]), device=config.device, should_stop=should_stop)
+        dist.barrier()
+        return {}
     bridged = BridgedModel(data.new_encoder, data.old_encoder, trainer.bridge_, head,
                            new_position=new_pos, old_position=old_pos)
     # calibrated confidence: a temperature fitted on the pair-val windows against the old model (label-free)
@@ -249,13 +285,9 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     val = trainer.val_index_
     confidence = calibrate_bridge(bridged, data.old_encoder, head, pair.x_old[val], pair.x_new[val],
                                   subjects=pair.subjects[val]).to_dict()
-    save_bundle(out, trainer.bridge_, head, {
-        "old_encoder": config.old, "new_encoder": config.new,
-        "old_ch_names": data.windows.old_channels, "new_ch_names": data.windows.new_channels,
-        "old_position": old_pos, "new_position": new_pos,
-        "label_names": list(data.windows.label_names), "window_s": data.windows.window_s,
-        "step_s": data.windows.step_s, "preprocessing": data.windows.preprocessing, "bridge_config": bcfg,
-        "confidence_calibration": confidence})
+    save_bundle(out, trainer.bridge_, head, {**bundle_config(config, data.windows, new_position=new_pos,
+                                                             old_position=old_pos, bridge_config=bcfg),
+                                             "confidence_calibration": confidence})
 
     _step(on_progress, 4, total, f"evaluating on {len(test)} test windows (new modality only)")
     bridge_metrics = evaluate_predictions(y_test, bridged.predict_proba(test.x_new), n_classes)
@@ -287,6 +319,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     report["total_seconds"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(out / "report.json", report)
     _step(on_progress, total, total, "done")
+    dist.barrier()
     return report
 
 

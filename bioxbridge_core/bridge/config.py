@@ -15,6 +15,7 @@ from ..errors import ConfigError
 PROTOTYPE_INITS = ("tokens", "normal")
 LOSSES = ("cosine", "mse", "l1")
 TARGET_NORMS = ("standardise", "none")
+TARGET_DTYPES = ("float32", "float16")
 
 #: field -> constraint: ("int"|"float", low, high, low_inclusive) or ("option", allowed)
 CONSTRAINTS: dict[str, tuple] = {
@@ -29,6 +30,7 @@ CONSTRAINTS: dict[str, tuple] = {
     "seed": ("int", 0, 2**32 - 1, True),
     "val_fraction": ("float", 0.0, 0.9, True),
     "feature_batch_size": ("int", 1, 1_000_000, True),
+    "target_dtype": ("option", TARGET_DTYPES),
 }
 
 
@@ -57,6 +59,9 @@ class BridgeConfig:
     seed : seeds initialisation, prototype sampling, the pair-val split and batch order.
     val_fraction : share of subjects (or windows, with one subject) held out to pick the best epoch.
     feature_batch_size : windows per forward pass when caching the frozen features.
+    target_dtype : storage of the cached last-layer targets on disk: ``"float32"`` (default) or
+        ``"float16"`` (half the disk and reads; the loss still runs in float32; the difference it
+        makes is measured in bench/RESULTS.md).
     """
 
     rank: int = 8
@@ -70,6 +75,7 @@ class BridgeConfig:
     seed: int = 0
     val_fraction: float = 0.2
     feature_batch_size: int = 64
+    target_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for name, rule in CONSTRAINTS.items():

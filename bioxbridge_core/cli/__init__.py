@@ -22,7 +22,7 @@ from ..errors import BioXError
 #: libraries whose exceptions are the user's input problem, not our bug
 _DATA_LIBRARIES = {"pandas", "mne", "wfdb", "pyarrow", "edfio", "scipy", "zipfile", "csv"}
 
-COMMANDS = ("inspect", "windows", "models", "align", "run", "predict", "runs")
+COMMANDS = ("inspect", "windows", "models", "features", "align", "train", "run", "predict", "runs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,11 +43,17 @@ def run(args: argparse.Namespace) -> int:
         step_s=args.step_seconds, seed=args.seed, bridge=bridge,
         baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
         new_position=args.new_position, old_position=args.old_position, head=args.head, device=args.device)
-    bar = TerminalProgress("pipeline", enabled=not args.no_progress)
-    try:
-        report = run_pipeline(config, args.out, on_progress=bar)
-    finally:
-        bar.close()
+    from .. import distributed as dist
+
+    with dist.session(args.device):  # several processes when started by torchrun (rank 0 reports)
+        config.device = dist.rank_device_name(config.device)  # cuda:<LOCAL_RANK> on a GPU node
+        bar = TerminalProgress("pipeline", enabled=not args.no_progress and dist.is_main())
+        try:
+            report = run_pipeline(config, args.out, on_progress=bar)
+        finally:
+            bar.close()
+        if not dist.is_main():
+            return 0
     print(summarise(report))
     print(json.dumps({"report": f"{args.out}/report.json", "positions": report["positions"]}))
     return 0

@@ -24,8 +24,12 @@ Per recording (rows naming the same file(s) are one recording, read and cut once
    window and channel for the built-ins) unless ``Preprocessing.normalisation``
    overrides it.
 
-Results are cached on disk (``paths.cache_dir("windows")``), keyed by the manifest
-content, the files' sizes and modification times, both specs and the settings.
+Memory: each recording's windows are appended to ``x_old.npy``/``x_new.npy`` in a windows
+folder on disk as soon as they are cut (``data.windows.PairedWindowsWriter``), and the result
+maps those files, so pairing holds one recording at a time however many there are (per-subject
+z-scoring is applied in one chunked pass at the end). The folder is the cache
+(``paths.cache_dir("windows")/<key>/``), keyed by the manifest content, the files' sizes and
+modification times, both specs and the settings; ``cache=False`` recomputes it.
 """
 
 from __future__ import annotations
@@ -49,11 +53,11 @@ from .manifest import Manifest, ManifestRecording, read_manifest
 from .preprocess import Preprocessing, bad_in_windows, filter_signal, flat_mask, nan_mask, normalise_windows
 from .recording import Recording, start_offset_s
 from .units import unit_scale
-from .windows import META_COLUMNS, PairedWindows
+from .windows import META_COLUMNS, WINDOWS_JSON, PairedWindows, PairedWindowsWriter
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 #: why windows are dropped (keys of ``PairedWindows.dropped``)
 DROP_REASONS = {
     "gap": "touches a recording gap (discontinuous EDF+D, multi-segment WFDB...) in either modality",
@@ -280,7 +284,7 @@ def _overlap(g: ManifestRecording, old: _Side, new: _Side, where: str) -> dict:
 def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec, new_spec: SignalSpec,
                         window_s: float | None = None, step_s: float | None = None,
                         preprocessing: Preprocessing | None = None, cache: bool = True,
-                        on_progress: ProgressFn | None = None) -> PairedWindows:
+                        on_progress: ProgressFn | None = None, check_classes: bool = True) -> PairedWindows:
     """Paired, preprocessed windows of both modalities for every manifest recording (see module docstring).
 
     Parameters
@@ -292,8 +296,11 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
         in both specs' ``window_range`` (checked before any file is read).
     step_s : step between window starts in seconds (default ``window_s``: no overlap).
     preprocessing : filters (and an optional normalisation override; default ``Preprocessing()``).
-    cache : reuse/save the result under ``paths.cache_dir("windows")``.
+    cache : reuse the windows folder under ``paths.cache_dir("windows")`` when it exists (False:
+        recompute it; the windows are always written there, read back as memory maps).
     on_progress : ``on_progress(step, total, message)`` after each recording.
+    check_classes : require every class in the train and test splits (off for a subset of the
+        recordings, e.g. one shard of the ``features`` command).
 
     Returns
     -------
@@ -313,23 +320,31 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
         manifest = read_manifest(manifest)
     norm_old, norm_new = side_normalisation(old_spec, prep), side_normalisation(new_spec, prep)
     src = Path(manifest.source).name
-    cache_path = None
-    if cache:
-        from ..paths import cache_dir
+    from ..paths import cache_dir
 
-        cache_path = cache_dir("windows") / f"{_cache_key(manifest, old_spec, new_spec, window_s, step_s, prep)}.npz"
-        if cache_path.is_file():
-            try:
-                pw = PairedWindows.load(cache_path)
-                logger.info("Loaded %d cached windows from %s", len(pw), cache_path)
-                if on_progress:
-                    on_progress(len(manifest.recordings()), len(manifest.recordings()), "loaded windows from cache")
-                return pw
-            except (OSError, ValueError, KeyError, BioXError) as exc:
-                logger.warning("Ignoring unreadable window cache %s (%s).", cache_path, exc)
+    cache_path = cache_dir("windows") / _cache_key(manifest, old_spec, new_spec, window_s, step_s, prep)
+    if cache and (cache_path / WINDOWS_JSON).is_file():
+        try:
+            pw = PairedWindows.load(cache_path)
+            logger.info("Loaded %d cached windows from %s", len(pw), cache_path)
+            if on_progress:
+                on_progress(len(manifest.recordings()), len(manifest.recordings()), "loaded windows from cache")
+            return pw
+        except (OSError, ValueError, KeyError, BioXError) as exc:
+            logger.warning("Ignoring unreadable window cache %s (%s).", cache_path, exc)
 
+    subject_z = [k for k, mode in (("x_old", norm_old), ("x_new", norm_new)) if mode == "zscore-subject"]
+    with PairedWindowsWriter(cache_path, overwrite=True, subject_zscore=subject_z) as writer:
+        return _pair_into(writer, manifest, old_spec, new_spec, window_s, step_s, prep, norm_old, norm_new, src,
+                          on_progress, check_classes)
+
+
+def _pair_into(writer: PairedWindowsWriter, manifest: Manifest, old_spec: SignalSpec, new_spec: SignalSpec,
+               window_s: float, step_s: float, prep: Preprocessing, norm_old: str, norm_new: str, src: str,
+               on_progress: ProgressFn | None, check_classes: bool) -> PairedWindows:
+    """The per-recording loop of ``make_paired_windows``: each recording's windows go to ``writer``."""
     n_old_t, n_new_t = int(round(window_s * old_spec.sfreq)), int(round(window_s * new_spec.sfreq))
-    xs_old, xs_new, metas = [], [], []
+    metas = []
     dropped: dict[str, int] = {}
     dropped_windows: dict[tuple, int] = {}
     dropped_spans: list[dict] = []
@@ -388,9 +403,15 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
         info.update(n_windows=int(len(starts)), n_labelled=int(sum(v is not None for v in labels)))
         recordings.append(info)
         if len(starts):
-            xs_old.append(_cut(old, starts, n_old_t))
-            xs_new.append(_cut(new, starts - offset, n_new_t))
-            metas.append(pd.DataFrame({**base, "start_s": starts, "label": labels}))
+            x_old, x_new = _cut(old, starts, n_old_t), _cut(new, starts - offset, n_new_t)
+            if norm_old != "zscore-subject":  # per-window modes now; per subject at the end (writer)
+                x_old = normalise_windows(x_old, norm_old)
+            if norm_new != "zscore-subject":
+                x_new = normalise_windows(x_new, norm_new)
+            block = pd.DataFrame({**base, "start_s": starts, "label": labels})[list(META_COLUMNS)]
+            writer.add(x_old, x_new, block)
+            metas.append(block)
+        del old, new, rec_old, rec_new
         if on_progress:
             on_progress(k, total, f"windowed {g.name}")
 
@@ -398,13 +419,10 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
         why = ", ".join(f"{r}: {n}" for r, n in dropped.items()) or "recordings too short"
         raise WindowingError(f"{src}: no usable windows in any recording ({why}).")
     meta = pd.concat(metas, ignore_index=True)[list(META_COLUMNS)]
-    x_old, x_new = np.concatenate(xs_old), np.concatenate(xs_new)
-    _check_classes(meta, src)
-    groups_arr = meta["subject"].to_numpy()
-    x_old = normalise_windows(x_old, norm_old, groups_arr)
-    x_new = normalise_windows(x_new, norm_new, groups_arr)
-    pw = PairedWindows(
-        x_old=x_old, x_new=x_new, meta=meta, old_channels=list(first_channels[0]),
+    if check_classes:
+        _check_classes(meta, src)
+    pw = writer.finish(
+        old_channels=list(first_channels[0]),
         new_channels=list(first_channels[1]), sfreq_old=float(old_spec.sfreq), sfreq_new=float(new_spec.sfreq),
         window_s=window_s, step_s=step_s, dropped=dropped,
         dropped_windows=[{"split": s, "label": lab, "reason": r, "n": n}
@@ -416,8 +434,6 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
     if dropped_spans:
         logger.info("%s: %d labelled span(s) gave no window (%s).", src, len(dropped_spans),
                     ", ".join(sorted({d["reason"] for d in dropped_spans})))
-    if cache_path is not None:
-        pw.save(cache_path)
     return pw
 
 
