@@ -41,9 +41,9 @@ if manifest_path:
             m3.metric("Write (old) l", wr)
             m4.metric("Debiased CKA of this cell", f"{np.asarray(res.cka)[i, j]:.3f}",
                       delta=f"shuffled-pairs baseline {baseline:.3f}" if baseline is not None else None,
-                      delta_color="off", delta_arrow="off", help="The same baseline marks the heatmap's colour bar; cells at or "
-                      f"below {threshold:.3f} (baseline + 2 SD, at least +0.02) are grey."
-                      if threshold is not None else None)
+                      delta_color="off", delta_arrow="off",
+                      help=f"The same baseline marks the heatmap's colour bar; cells at or below {threshold:.3f} "
+                      "(baseline + 2 SD, at least +0.02) are grey." if threshold is not None else None)
             for note in res.notes or []:
                 st.caption(f":material/warning: {note}")
             st.plotly_chart(plots.probe_bars(news, res.probe_f1, errors=res.probe_f1_std, best=i,

@@ -14,7 +14,8 @@ def assessment_section(settings: dict, assessment: dict | None) -> None:
     if st.button("Assess with subject-grouped cross-validation", key="w_models_assess",
                  help="The old model and a hand-crafted-feature logistic regression, on the same folds of the "
                       "train subjects."):
-        actions.assess_old_model(settings, device=state.device_arg(), on_progress=progress_callback("Cross-validating…"))
+        actions.assess_old_model(settings, device=state.device_arg(),
+                                 on_progress=progress_callback("Cross-validating…"))
         st.rerun()  # the verdict above now uses the cross-validated score
     if not assessment:
         return

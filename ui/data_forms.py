@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import streamlit as st
 
 from . import cache, datasets, state
-from .errors import boundary, redact
+from .errors import redact
 from .server_data import RECIPES, configured_roots, detect_recipe, list_entries, resolve_inside, root_named
 from .widgets import encoder_pair, picker, show_verdict
 
@@ -341,5 +341,5 @@ def notes_section(manifest_path: str | None) -> None:
         st.info(redact(note), icon=":material/info:")
 
 
-__all__ = ["FILE_TYPES", "boundary", "demo_source", "notes_section", "preview_section", "recordings_form",
+__all__ = ["FILE_TYPES", "demo_source", "notes_section", "preview_section", "recordings_form",
            "server_source", "upload_source", "windows_section", "zip_source"]
