@@ -227,7 +227,7 @@ def run_worker(run_dir: str | Path) -> int:
             raise StopRequested("stop requested before the job started")
         message = fn(ctx)
     except StopRequested as exc:
-        write_status(run.path, "stopped", str(exc))
+        write_status(run.path, "stopped", str(exc), pid=None)
         return 0
     except BaseException as exc:  # noqa: BLE001 - the run must say why it failed
         logger.error("job failed:\n%s", traceback.format_exc())
@@ -235,8 +235,10 @@ def run_worker(run_dir: str | Path) -> int:
         write_status(run.path, "failed", reason)
         return 1
     if ctx.stopped:
+        # pid cleared: the worker is done (the trainer wrote 'stopped' earlier, while the best epoch was still
+        # being saved; a stopped status that keeps a live pid means "still finishing")
         current = read_status(run.path) or {}
-        write_status(run.path, "stopped", message or current.get("message") or "stopped by request")
+        write_status(run.path, "stopped", message or current.get("message") or "stopped by request", pid=None)
     else:
         write_status(run.path, "completed", message or "done")
     return 0

@@ -64,7 +64,12 @@ class RunView:
 
     @property
     def is_active(self) -> bool:
-        return self.state in ("queued", "running")
+        """Queued or running -- or stopped while its worker still saves the best epoch (a run is final only
+        once its worker has exited)."""
+        if self.state in ("queued", "running"):
+            return True
+        pid = self.status.get("pid")
+        return self.state == "stopped" and bool(pid) and _worker_alive(int(pid))
 
     @property
     def stop_requested(self) -> bool:
@@ -77,7 +82,7 @@ class RunView:
 
     @property
     def can_resume(self) -> bool:
-        return self.state in ("stopped", "failed") and bool(self.config)
+        return self.state in ("stopped", "failed") and bool(self.config) and not self.is_active
 
     @property
     def dataset(self) -> str:
@@ -113,6 +118,14 @@ class RunView:
             parts.append(f"{enc.get('old', '?')} → {enc.get('new', '?')}")
         parts.append(self.headline())
         return "  ·  ".join(p for p in parts if p)
+
+
+def _worker_alive(pid: int) -> bool:
+    try:
+        from bioxbridge_core.jobs import pid_alive
+    except ImportError:  # pragma: no cover - the engine is always there in practice
+        return False
+    return pid_alive(pid)
 
 
 def is_run_dir(path: Path) -> bool:

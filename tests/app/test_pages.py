@@ -373,11 +373,18 @@ def _chart_points(at: AppTest, key: str) -> int | None:
 
 
 def _wait_done(status: Path, timeout_s: float = 240.0) -> str:
+    """The final status, once the run's worker has exited (a stopped run's worker still saves after 'stopped')."""
+    import json
+
+    from bioxbridge_core.jobs import pid_alive
+
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         text = status.read_text()
         if any(f'"{s}"' in text for s in ("completed", "failed", "stopped")):
-            return text
+            pid = json.loads(text).get("pid")
+            if not pid or not pid_alive(int(pid)):
+                return status.read_text()
         time.sleep(0.5)
     return status.read_text()
 
@@ -545,11 +552,17 @@ def test_demo_verdicts_calibration_stop_predict_resume(tmp_path):
 
 
 def _wait_done_after(status: Path, state: str, timeout_s: float) -> str:
+    import json
+
+    from bioxbridge_core.jobs import pid_alive
+
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         text = status.read_text()
         if f'"{state}"' in text or '"failed"' in text:
-            return text
+            pid = json.loads(text).get("pid")
+            if not pid or not pid_alive(int(pid)):
+                return status.read_text()
         time.sleep(0.5)
     return status.read_text()
 
