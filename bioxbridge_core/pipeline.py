@@ -5,6 +5,15 @@ exactly the same code; ``run_pipeline`` chains them and writes ``report.json``
 beside the bridge bundle. Splits come from the manifest (by subject):
 ``train`` trains the old head, ``pair`` (+ ``val``) trains the bridge and
 selects positions, ``test`` evaluates on the new modality alone.
+
+The old model can be strengthened before anything is transferred
+(``old_finetune``: fine-tune the old encoder with its head on ``train``;
+``calibration="subject"``: per-subject feature calibration for old model,
+bridge and KD alike, see ``models.subject_norm``). A fine-tuned old encoder is
+the one everything downstream uses (pseudo labels, alignment, bridge targets
+and the layers above l, KD teacher) and its stages from l on go into the bundle.
+``assess_old_model`` scores the old model by subject-grouped cross-validation on
+``train`` next to a hand-crafted-feature baseline, before anything else is trained.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._check import check_option
+from ._check import check_option, check_range
 from ._io import atomic_write_json
 from .errors import ConfigError, StopRequested, WindowingError
 from .resources import measure
@@ -41,10 +50,17 @@ class PipelineConfig:
     seed : seeds the subject split, head, bridge and KD.
     bridge : BridgeConfig fields (rank, n_prototypes, prototype_init, loss, lr, epochs, batch_size...).
     baselines : extra methods to run on the same splits (``"kd"``).
-    kd_epochs, kd_lr : KD student settings (default: the bridge's epochs, lr 1e-4).
+    kd_epochs, kd_lr : KD student settings (default: the bridge's epochs and patience, lr 1e-4).
     new_position, old_position : override the selected positions.
-    head : path of a saved TaskHead to use instead of training one.
+    head : path of a saved TaskHead to use instead of training one (not with ``old_finetune``).
     device : ``None``/``"auto"`` picks CUDA when present.
+    calibration : ``"none"`` or ``"subject"``: standardise each subject's pooled features with that
+        subject's own (unlabelled) windows, for the old model, the bridge and KD alike; at
+        prediction on a new upload the statistics come from the upload's own windows.
+    old_finetune : fine-tune the old encoder with its head on ``train`` (else only the linear head).
+    old_finetune_epochs, old_finetune_lr : fine-tuning epochs and encoder learning rate.
+    assess_old : first score the old model by subject-grouped CV on ``train`` next to the
+        hand-crafted baseline (``assess``; saved as ``assessment.json`` and in the report).
     """
 
     old: str
@@ -62,6 +78,11 @@ class PipelineConfig:
     old_position: str | None = None
     head: str | None = None
     device: str | None = None
+    calibration: str = "none"
+    old_finetune: bool = False
+    old_finetune_epochs: int = 5
+    old_finetune_lr: float = 3e-5
+    assess_old: bool = True
 
     def __post_init__(self) -> None:
         if (self.manifest is None) == (self.demo is None):
@@ -71,8 +92,20 @@ class PipelineConfig:
         for b in self.baselines:
             check_option("baselines", b, BASELINES, owner="PipelineConfig")
         from .bridge.config import BridgeConfig
+        from .models.subject_norm import check_calibration
 
-        self.bridge = BridgeConfig.from_dict({"seed": self.seed, **dict(self.bridge)}).to_dict()
+        check_calibration(self.calibration, owner="PipelineConfig")
+        check_range("old_finetune_epochs", self.old_finetune_epochs, low=1, owner="PipelineConfig", integer=True)
+        check_range("old_finetune_lr", self.old_finetune_lr, low=0, low_inclusive=False, high=1.0,
+                    owner="PipelineConfig")
+        if self.old_finetune and self.head:
+            raise ConfigError("PipelineConfig: 'old_finetune' trains the old encoder, so it cannot reuse a saved "
+                              "'head'; drop one of them.")
+        given = dict(self.bridge)
+        if given.get("calibration", self.calibration) != self.calibration:
+            raise ConfigError(f"PipelineConfig: bridge calibration {given['calibration']!r} differs from "
+                              f"calibration {self.calibration!r}; set only 'calibration'.")
+        self.bridge = BridgeConfig.from_dict({"seed": self.seed, **given, "calibration": self.calibration}).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,7 +164,11 @@ def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: Pro
 
 
 def split_windows(windows) -> dict[str, Any]:
-    """``train`` (labelled), ``pair`` (pair + val, labels ignored) and ``test`` (labelled) windows."""
+    """``train`` (labelled), ``pair`` (pair + val, labels ignored) and ``test`` (labelled) windows.
+
+    Also ``train_all`` / ``test_all``: every window of those splits, labelled or not (per-subject
+    calibration takes each subject's statistics from all of its windows).
+    """
     parts = {
         "train": windows.split("train").labelled(),
         "pair": windows.split(*PAIR_SPLITS),
@@ -143,12 +180,23 @@ def split_windows(windows) -> dict[str, Any]:
                 f"the '{name}' split has no usable windows; per split and class: {windows.summary()['per_split']}. "
                 "Add subjects or set the manifest's 'split' column."
             )
+    parts["train_all"] = windows.split("train")
+    parts["test_all"] = windows.split("test")
     return parts
 
 
+def _rows_to_use(parts: dict, name: str, calibration: str):
+    """The windows to feed for split ``name``: all of them when calibrating, else the labelled ones."""
+    return parts[f"{name}_all"] if calibration == "subject" and f"{name}_all" in parts else parts[name]
+
+
 def fit_old_head(old_encoder, train, *, seed: int = 0, head_path: str | None = None,
-                 on_progress: ProgressFn | None = None):
-    """Train (or load) the old model's task head on the labelled ``train`` windows."""
+                 on_progress: ProgressFn | None = None, calibration: str = "none", fine_tune: bool = False,
+                 epochs: int = 5, lr_encoder: float = 3e-5):
+    """Train (or load) the old model's task head on the ``train`` windows (labels -1 are used only to calibrate).
+
+    ``fine_tune`` also trains ``old_encoder`` in place (see ``models.heads.train_task_head``).
+    """
     from .models.heads import TaskHead, train_task_head
 
     if head_path:
@@ -156,9 +204,13 @@ def fit_old_head(old_encoder, train, *, seed: int = 0, head_path: str | None = N
         if list(head.label_names) != list(train.label_names):
             raise ConfigError(f"head {head_path} predicts {list(head.label_names)} but the data's classes are "
                               f"{train.label_names}.")
+        if head.calibration != calibration:
+            raise ConfigError(f"head {head_path} was trained with calibration {head.calibration!r} but this run "
+                              f"uses {calibration!r}.")
         return head
     return train_task_head(old_encoder, train.x_old, train.labels(), label_names=train.label_names,
-                           groups=train.subjects, seed=seed, on_progress=on_progress)
+                           groups=train.subjects, seed=seed, on_progress=on_progress, calibration=calibration,
+                           fine_tune=fine_tune, epochs=epochs, lr_encoder=lr_encoder)
 
 
 def select_positions(old_encoder, new_encoder, head, pair, *, seed: int = 0,
@@ -167,52 +219,84 @@ def select_positions(old_encoder, new_encoder, head, pair, *, seed: int = 0,
     from .alignment import align
     from .models.heads import pseudo_labels
 
-    pseudo = pseudo_labels(old_encoder, head, pair.x_old)
+    pseudo = pseudo_labels(old_encoder, head, pair.x_old, subjects=pair.subjects)
     return align(old_encoder, new_encoder, pair.x_old, pair.x_new, pseudo, groups=pair.subjects, seed=seed,
                  on_progress=on_progress)
 
 
 def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict:
+    """``classification_metrics`` of ``argmax proba`` on the windows with ``y_true >= 0``."""
     from .metrics import classification_metrics
 
-    return classification_metrics(y_true, np.asarray(proba).argmax(axis=1), n_classes)
+    y = np.asarray(y_true)
+    lab = y >= 0
+    return classification_metrics(y[lab], np.asarray(proba).argmax(axis=1)[lab], n_classes)
+
+
+def old_model_settings(config: PipelineConfig) -> dict:
+    """How the old model is built (for reports and model cards)."""
+    return {"fine_tuned": bool(config.old_finetune), "calibration": config.calibration,
+            **({"finetune_epochs": config.old_finetune_epochs, "finetune_lr": config.old_finetune_lr}
+               if config.old_finetune else {}), "head": config.head}
 
 
 def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: ProgressFn | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> dict:
-    """Run head -> alignment -> bridge (-> KD) and write ``report.json`` + the bridge bundle in ``out_dir``."""
+                 should_stop: Callable[[], bool] | None = None,
+                 on_assessment: Callable[[dict], None] | None = None) -> dict:
+    """Run (assessment ->) head -> alignment -> bridge (-> KD); write ``report.json`` + the bundle in ``out_dir``.
+
+    ``on_assessment(result)`` is called with the old model's assessment as soon as it exists.
+    """
     from .bridge.composed import BridgedModel
     from .bridge.config import BridgeConfig
     from .metrics import chance_metrics
+    from .models.heads import stage_state
     from .runs.bundle import save_bundle
     from .training.trainer import BridgeTrainer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "pipeline_config.json", config.to_dict())
-    total = 6 if "kd" in config.baselines else 5
+    total = (6 if "kd" in config.baselines else 5) + int(config.assess_old)
     t_start = time.perf_counter()
+    cal = config.calibration
 
     _step(on_progress, 0, total, "preparing paired windows")
     data = prepare_data(config, on_progress=None)
     parts = split_windows(data.windows)
     train, pair, test = parts["train"], parts["pair"], parts["test"]
+    train_in, test_in = _rows_to_use(parts, "train", cal), _rows_to_use(parts, "test", cal)
     n_classes = len(data.windows.label_names)
+    k = int(config.assess_old)  # steps shift by one when the old model is assessed first
 
-    _step(on_progress, 1, total, f"training the old task head on {len(train)} windows")
-    head = fit_old_head(data.old_encoder, train, seed=config.seed, head_path=config.head)
+    assessment = None
+    if config.assess_old:
+        _step(on_progress, 1, total, f"assessing the old model by subject-grouped CV on {len(train)} windows")
+        assessment = assess(config, data=data)
+        atomic_write_json(out / "assessment.json", assessment)
+        logger.info("%s", assessment["verdict"])
+        if on_assessment is not None:
+            on_assessment(assessment)
+
+    what = "fine-tuning the old encoder and its head" if config.old_finetune else "training the old task head"
+    _step(on_progress, 1 + k, total, f"{what} on {len(train)} windows")
+    with measure() as head_usage:
+        head = fit_old_head(data.old_encoder, train_in, seed=config.seed, head_path=config.head, calibration=cal,
+                            fine_tune=config.old_finetune, epochs=config.old_finetune_epochs,
+                            lr_encoder=config.old_finetune_lr)
     head.save(out / "old_head.safetensors")
-    y_test = test.labels()
-    oracle = evaluate_predictions(y_test, head.predict_proba(data.old_encoder, test.x_old), n_classes)
+    y_test = test_in.labels()
+    oracle = evaluate_predictions(
+        y_test, head.predict_proba(data.old_encoder, test_in.x_old, subjects=test_in.subjects), n_classes)
 
-    _step(on_progress, 2, total, f"scoring positions on {len(pair)} pairs")
+    _step(on_progress, 2 + k, total, f"scoring positions on {len(pair)} pairs")
     alignment = select_positions(data.old_encoder, data.new_encoder, head, pair, seed=config.seed)
     if config.new_position or config.old_position:
         alignment = alignment.with_override(new_position=config.new_position, old_position=config.old_position)
     alignment.save(out)
     new_pos, old_pos = alignment.selected["new_position"], alignment.selected["old_position"]
 
-    _step(on_progress, 3, total, f"training the bridge {new_pos} -> {old_pos}")
+    _step(on_progress, 3 + k, total, f"training the bridge {new_pos} -> {old_pos}")
     bcfg = BridgeConfig.from_dict(config.bridge)
     if should_stop is not None and should_stop():
         raise StopRequested("stopped before bridge training")
@@ -225,35 +309,44 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         "old_ch_names": data.windows.old_channels, "new_ch_names": data.windows.new_channels,
         "old_position": old_pos, "new_position": new_pos,
         "label_names": list(data.windows.label_names), "window_s": data.windows.window_s,
-        "step_s": data.windows.step_s, "preprocessing": data.windows.preprocessing, "bridge_config": bcfg})
+        "step_s": data.windows.step_s, "preprocessing": data.windows.preprocessing, "bridge_config": bcfg,
+        "calibration": cal, "old_finetuned": bool(head.fine_tuned),
+        "old_layers": stage_state(data.old_encoder, old_pos) if head.fine_tuned else None})
 
-    _step(on_progress, 4, total, f"evaluating on {len(test)} test windows (new modality only)")
+    _step(on_progress, 4 + k, total, f"evaluating on {len(test)} test windows (new modality only)")
     bridged = BridgedModel(data.new_encoder, data.old_encoder, trainer.bridge_, head,
                            new_position=new_pos, old_position=old_pos)
-    bridge_metrics = evaluate_predictions(y_test, bridged.predict_proba(test.x_new), n_classes)
+    bridge_metrics = evaluate_predictions(
+        y_test, bridged.predict_proba(test_in.x_new, subjects=test_in.subjects), n_classes)
+    hist = trainer.history_
 
     report: dict[str, Any] = {
         "old": config.old, "new": config.new,
         "positions": {"new_position": new_pos, "old_position": old_pos},
         "n_windows": {"train": len(train), "pair": len(pair), "test": len(test)},
         "label_names": list(data.windows.label_names),
-        "subjects": {k: sorted(map(str, set(v.subjects))) for k, v in parts.items()},
+        "subjects": {k: sorted(map(str, set(parts[k].subjects))) for k in ("train", "pair", "test")},
+        "old_model": {**old_model_settings(config), "train_seconds": round(head_usage.seconds, 3),
+                      "assessment": assessment},
         "oracle": {"metrics": oracle},
         "bridge": {"trainable_params": int(trainer.n_params_), "train_seconds": round(bridge_usage.seconds, 3),
                    "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1), "best_epoch": trainer.best_epoch_,
-                   "epochs_run": len(trainer.history_), "metrics": bridge_metrics},
-        "chance": {"metrics": chance_metrics(y_test, n_classes, seed=config.seed)},
+                   "epochs_run": len(hist), "metrics": bridge_metrics,
+                   "initial_val_loss": trainer.initial_loss_.get("val"),
+                   "best_val_loss": trainer.best_val_loss_},
+        "chance": {"metrics": chance_metrics(y_test[y_test >= 0], n_classes, seed=config.seed)},
         "manifest": data.manifest_path, "seed": config.seed, "window_s": data.windows.window_s,
+        "calibration": cal,
         "dropped_windows": dict(data.windows.dropped),
     }
 
     if "kd" in config.baselines:
-        _step(on_progress, 5, total, "training the KD baseline (the new encoder as a student)")
-        report["kd"] = run_kd(data.new_encoder, data.old_encoder, head, pair, test,
+        _step(on_progress, 5 + k, total, "training the KD baseline (the new encoder as a student)")
+        report["kd"] = run_kd(data.new_encoder, data.old_encoder, head, pair, test_in,
                               epochs=config.kd_epochs or int(config.bridge["epochs"]), lr=config.kd_lr,
                               batch_size=int(config.bridge["batch_size"]), seed=config.seed,
                               val_fraction=float(config.bridge["val_fraction"]), device=config.device,
-                              should_stop=should_stop)
+                              should_stop=should_stop, calibration=cal, patience=int(config.bridge["patience"]))
 
     report["total_seconds"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(out / "report.json", report)
@@ -263,18 +356,57 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
 
 def run_kd(new_encoder, old_encoder, head, pair, test, *, epochs: int, lr: float = 1e-4, batch_size: int = 16,
            seed: int = 0, val_fraction: float = 0.2, device: str | None = None,
-           should_stop: Callable[[], bool] | None = None, on_progress: ProgressFn | None = None) -> dict:
-    """Distil the old model into the whole new encoder on the same pairs; evaluate on the same test split."""
+           should_stop: Callable[[], bool] | None = None, on_progress: ProgressFn | None = None,
+           calibration: str = "none", patience: int = 0) -> dict:
+    """Distil the old model into the whole new encoder on the same pairs; evaluate on the same test split.
+
+    ``test`` may hold unlabelled windows (label -1): they are predicted (calibration statistics) but not scored.
+    """
     from .baselines.kd import KDStudent
 
     with measure() as usage:
         student = KDStudent(new_encoder, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
-                            val_fraction=val_fraction, device=device)
+                            val_fraction=val_fraction, device=device, calibration=calibration, patience=patience)
         student.fit(old_encoder, head, pair.x_old, pair.x_new, groups=pair.subjects, should_stop=should_stop,
                     on_progress=on_progress)
-    metrics = evaluate_predictions(test.labels(), student.predict_proba(test.x_new), len(test.label_names))
+    proba = student.predict_proba(test.x_new, subjects=test.subjects)
+    metrics = evaluate_predictions(test.labels(), proba, len(test.label_names))
     return {"trainable_params": int(student.trainable_params), "train_seconds": round(usage.seconds, 3),
-            "peak_rss_mb": round(usage.peak_rss_mb, 1), "epochs": epochs, "metrics": metrics}
+            "peak_rss_mb": round(usage.peak_rss_mb, 1), "epochs": epochs, "epochs_run": len(student.history_),
+            "best_epoch": student.best_epoch_, "metrics": metrics}
+
+
+def assess(config: PipelineConfig, *, n_folds: int = 5, on_progress: ProgressFn | None = None,
+           data: PreparedData | None = None) -> dict:
+    """``models.assess.assess_old_model`` on the ``train`` split of ``config``'s data.
+
+    Uses the config's old encoder, calibration and fine-tuning settings (``data`` reuses
+    already prepared windows and encoders). Returns the assessment dict (see there).
+    """
+    from .models.assess import assess_old_model
+
+    data = data if data is not None else prepare_data(config)
+    train = data.windows.split("train")
+    return assess_old_model(data.old_encoder, train, n_folds=n_folds, seed=config.seed,
+                            calibration=config.calibration, fine_tune=config.old_finetune,
+                            fine_tune_epochs=config.old_finetune_epochs, fine_tune_lr=config.old_finetune_lr,
+                            on_progress=on_progress)
+
+
+def format_assessment(result: dict) -> str:
+    """The assessment as a few lines of text (for the CLI)."""
+    lines = [f"old model on 'train' ({result['n_windows']} labelled windows, {result['n_subjects']} subjects, "
+             f"{result['n_folds']} subject-grouped folds; calibration {result['calibration']}"
+             f"{', fine-tuned' if result['fine_tuned'] else ''}):",
+             f"  {'model':12s} {'BAcc':>6s} {'± SD':>6s} {'F1-M':>6s}"]
+    for name, key in (("old model", "old_model"), ("hand-crafted", "handcrafted")):
+        r = result.get(key)
+        if r:
+            lines.append(f"  {name:12s} {r['balanced_accuracy']:6.3f} {r['balanced_accuracy_sd']:6.3f} "
+                         f"{r['f1_macro']:6.3f}")
+    lines.append(f"  {'chance':12s} {result['chance']:6.3f}")
+    lines.append("  " + result["verdict"])
+    return "\n".join(lines)
 
 
 def register_jobs() -> None:

@@ -33,6 +33,8 @@ def rng(request) -> np.random.Generator:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep every test's caches (features, demo data) out of the user's folders."""
+    """Keep every test's caches (features, demo data) out of the user's folders; use the small demo
+    (10 subjects x 60 s) unless a test asks for the full one."""
     cache = tmp_path_factory.getbasetemp() / "bioxbridge-cache"
     monkeypatch.setenv("BIOXBRIDGE_CACHE", str(cache))
+    monkeypatch.setenv("BIOXBRIDGE_DEMO_SIZE", "small")

@@ -15,6 +15,8 @@ from ..errors import ConfigError
 PROTOTYPE_INITS = ("tokens", "normal")
 LOSSES = ("cosine", "mse", "l1")
 TARGET_NORMS = ("standardise", "none")
+LOSS_ON = ("pooled", "tokens")
+CALIBRATIONS = ("none", "subject")
 
 #: field -> constraint: ("int"|"float", low, high, low_inclusive) or ("option", allowed)
 CONSTRAINTS: dict[str, tuple] = {
@@ -23,12 +25,15 @@ CONSTRAINTS: dict[str, tuple] = {
     "prototype_init": ("option", PROTOTYPE_INITS),
     "loss": ("option", LOSSES),
     "target_norm": ("option", TARGET_NORMS),
+    "loss_on": ("option", LOSS_ON),
+    "calibration": ("option", CALIBRATIONS),
     "lr": ("float", 0.0, 1.0, False),
     "epochs": ("int", 1, 100_000, True),
     "batch_size": ("int", 1, 1_000_000, True),
     "seed": ("int", 0, 2**32 - 1, True),
     "val_fraction": ("float", 0.0, 0.9, True),
     "feature_batch_size": ("int", 1, 1_000_000, True),
+    "patience": ("int", 0, 100_000, True),
 }
 
 
@@ -49,10 +54,18 @@ class BridgeConfig:
         cosine ~0.73), so the raw cosine is minimised by predicting that common part and the
         bridge collapses to one class; standardising weights the between-window variation that
         the task head reads (measured in bench/RESULTS.md). Needs no labels.
+    loss_on : ``"pooled"`` (default) compares the last-layer output mean-pooled over tokens -- the
+        vector the old task head reads; ``"tokens"`` compares every token (the paper's flattened
+        loss). See ``bridge.objective`` for why pooled is the default (measured on the demo).
+    calibration : ``"none"`` or ``"subject"``: per-subject calibration of the bridge input and of
+        the pooled target (``bridge.objective``, ``models.subject_norm``). The pipeline sets it
+        from ``PipelineConfig.calibration``.
     lr : Adam learning rate (constant). Default 1e-3: at CPU scale (tens to thousands of pairs,
         tens of epochs) 1e-4 under-trains; the paper's 1e-6...1e-4 was for GPU-scale data and
         50-100 epochs. Overfitting is caught by the best-epoch rule on pair-val (bench/RESULTS.md).
-    epochs : passes over the training pairs.
+    epochs : at most this many passes over the training pairs.
+    patience : stop when the pair-val loss has not improved for this many epochs (0 = never stop
+        early); the best epoch's weights are kept either way.
     batch_size : pairs per step.
     seed : seeds initialisation, prototype sampling, the pair-val split and batch order.
     val_fraction : share of subjects (or windows, with one subject) held out to pick the best epoch.
@@ -64,8 +77,11 @@ class BridgeConfig:
     prototype_init: str = "tokens"
     loss: str = "cosine"
     target_norm: str = "standardise"
+    loss_on: str = "pooled"
+    calibration: str = "none"
     lr: float = 1e-3
     epochs: int = 50
+    patience: int = 10
     batch_size: int = 16
     seed: int = 0
     val_fraction: float = 0.2

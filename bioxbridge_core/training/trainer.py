@@ -34,6 +34,7 @@ from . import checkpoint as ckpt
 from .cache import BridgeCache, compute_cache
 from .callbacks import StopCheck
 from .split import pair_val_split
+from ..bridge.objective import BridgeObjective
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class BridgeTrainer:
             "old_encoder": old_encoder.encoder_name, "new_encoder": new_encoder.encoder_name,
             "old_position": old_pos.name, "new_position": new_pos.name, "n_pairs": len(x_old),
             "data": _digest(x_old, x_new, val_idx),
-            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "feature_batch_size")},
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "feature_batch_size", "patience")},
         }
         resume = ckpt.load_checkpoint(run_dir) if run_dir is not None else None
         if resume is not None and resume[0].get("fingerprint") != fingerprint:
@@ -157,10 +158,12 @@ class BridgeTrainer:
                 batch_size=cfg.feature_batch_size, proto_rows=train_idx,
                 n_proto_tokens=cfg.n_prototypes if (cfg.prototype_init == "tokens" and resume is None) else 0,
                 seed=cfg.seed, on_progress=on_progress)
+            objective = BridgeObjective(cfg, old_encoder.positions[-1].out_layout)
+            cache = objective.prepare(cache, groups, train_idx)  # pooled / calibrated views (bridge.objective)
             if device.type != "cpu" and cache.nbytes() < 2 * 1024**3:
                 cache = cache.to(device)
             return self._train(cfg, old_encoder, cache, new_pos, old_pos, device, train_idx, val_idx, fingerprint,
-                               resume, run_dir, stop, on_step, on_epoch, on_progress, head)
+                               resume, run_dir, stop, on_step, on_epoch, on_progress, head, objective)
         finally:
             _restore(old_encoder, flags[0])
             _restore(new_encoder, flags[1])
@@ -176,8 +179,10 @@ class BridgeTrainer:
     def _train(self, cfg: BridgeConfig, old_encoder: EncoderAdapter, cache: BridgeCache, new_pos, old_pos,
                device: torch.device, train_idx: np.ndarray, val_idx: np.ndarray, fingerprint: dict,
                resume, run_dir: Path | None, stop: StopCheck, on_step, on_epoch, on_progress,
-               head: torch.nn.Module | None = None) -> "BridgeTrainer":
+               head: torch.nn.Module | None = None, objective: BridgeObjective | None = None) -> "BridgeTrainer":
         bridge = Bridge.from_positions(new_pos, old_pos, cfg)
+        objective = objective or BridgeObjective(cfg, old_encoder.positions[-1].out_layout)
+        objective.attach(bridge)
         if cfg.prototype_init == "tokens" and cache.proto_tokens is not None:
             bridge.init_prototypes(cache.proto_tokens, seed=cfg.seed)
         bridge.to(device)
@@ -194,9 +199,8 @@ class BridgeTrainer:
         l_idx = old_pos.index
 
         def predict(idx: np.ndarray) -> torch.Tensor:
-            return old_encoder.forward_from(bridge(cache.z[idx].to(device)), l_idx)
+            return objective.view(old_encoder.forward_from(bridge(cache.z[idx].to(device)), l_idx))
 
-        last_layout = old_encoder.positions[-1].out_layout
         if head is not None:
             head.to(device)
 
@@ -206,16 +210,16 @@ class BridgeTrainer:
             equals the old model's own (one pass for both)."""
             if len(idx) == 0:
                 return None, None
-            total, same = 0.0, 0
+            total, pooled = 0.0, []
             step = max(cfg.batch_size, cfg.feature_batch_size)
             for s in range(0, len(idx), step):
                 b = idx[s: s + step]
                 pred, target = predict(b), cache.target[b].to(device)
                 total += float(per_sample_loss(pred, target, cfg.loss, stats).sum())
                 if head is not None:
-                    mine = head(to_tokens(pred, last_layout)).argmax(dim=1)
-                    same += int((mine == head(to_tokens(target, last_layout)).argmax(dim=1)).sum())
-            return total / len(idx), (same / len(idx) if head is not None else None)
+                    pooled.append(pred if objective.pooled else objective.pool(pred))
+            agreement = objective.agreement(head, torch.cat(pooled), idx) if head is not None else None
+            return total / len(idx), agreement
 
         history: list[dict] = []
         best_state, best_score, best_epoch, start_epoch = None, float("inf"), None, 0
@@ -289,6 +293,10 @@ class BridgeTrainer:
                     on_epoch(dict(row, best_epoch=best_epoch))
                 logger.info("epoch %d/%d: train %.5f, val %s (%.1f s)", epoch, cfg.epochs, row["train_loss"],
                             "n/a" if val_loss is None else f"{val_loss:.5f}", row["seconds"])
+                if cfg.patience and best_epoch is not None and epoch - best_epoch >= cfg.patience:
+                    logger.info("early stop: pair-val loss has not improved for %d epochs (best epoch %d)",
+                                cfg.patience, best_epoch)
+                    break
         except StopRequested as exc:
             self.stopped_ = True
             done = history[-1]["epoch"] if history else 0
