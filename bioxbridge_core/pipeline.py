@@ -330,7 +330,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
                       "assessment": assessment},
         "oracle": {"metrics": oracle},
         "bridge": {"trainable_params": int(trainer.n_params_), "train_seconds": round(bridge_usage.seconds, 3),
-                   "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1), "best_epoch": trainer.best_epoch_,
+                   "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1),
+                   "start_rss_mb": round(bridge_usage.start_rss_mb, 1), "best_epoch": trainer.best_epoch_,
                    "epochs_run": len(hist), "metrics": bridge_metrics,
                    "initial_val_loss": trainer.initial_loss_.get("val"),
                    "best_val_loss": trainer.best_val_loss_},
@@ -372,7 +373,8 @@ def run_kd(new_encoder, old_encoder, head, pair, test, *, epochs: int, lr: float
     proba = student.predict_proba(test.x_new, subjects=test.subjects)
     metrics = evaluate_predictions(test.labels(), proba, len(test.label_names))
     return {"trainable_params": int(student.trainable_params), "train_seconds": round(usage.seconds, 3),
-            "peak_rss_mb": round(usage.peak_rss_mb, 1), "epochs": epochs, "epochs_run": len(student.history_),
+            "peak_rss_mb": round(usage.peak_rss_mb, 1), "start_rss_mb": round(usage.start_rss_mb, 1),
+            "epochs": epochs, "epochs_run": len(student.history_),
             "best_epoch": student.best_epoch_, "metrics": metrics}
 
 

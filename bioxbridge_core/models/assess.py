@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -107,7 +108,9 @@ def handcrafted_cv(features: np.ndarray, y_all: np.ndarray, groups: np.ndarray, 
         else:
             clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
         model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), clf)
-        model.fit(fl[tr], yl[tr])
+        with warnings.catch_warnings():  # scikit-learn 1.9 announces API changes of LogisticRegressionCV
+            warnings.simplefilter("ignore", FutureWarning)
+            model.fit(fl[tr], yl[tr])
         pred[te] = model.predict(fl[te])
     return pred
 
