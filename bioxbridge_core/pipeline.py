@@ -248,7 +248,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     ``on_assessment(result)`` is called with the old model's assessment as soon as it exists.
     """
     from .bridge.composed import BridgedModel
-    from .bridge.config import BridgeConfig
+    from .bridge.config import BridgeConfig, fit_budget
     from .metrics import chance_metrics
     from .models.heads import stage_state
     from .runs.bundle import save_bundle
@@ -297,7 +297,12 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     new_pos, old_pos = alignment.selected["new_position"], alignment.selected["old_position"]
 
     _step(on_progress, 3 + k, total, f"training the bridge {new_pos} -> {old_pos}")
-    bcfg = BridgeConfig.from_dict(config.bridge)
+    np_pos, op_pos = data.new_encoder.position(new_pos), data.old_encoder.position(old_pos)
+    bcfg = fit_budget(BridgeConfig.from_dict(config.bridge), d_new=np_pos.out_width, n_tokens_old=op_pos.in_tokens,
+                      d_old=op_pos.in_width, new_params=data.new_encoder.n_params())
+    if bcfg.n_prototypes != config.bridge["n_prototypes"]:
+        logger.info("bridge: %d prototypes instead of %d to stay within %.0f %% of the new encoder's parameters",
+                    bcfg.n_prototypes, config.bridge["n_prototypes"], 100 * bcfg.max_params_fraction)
     if should_stop is not None and should_stop():
         raise StopRequested("stopped before bridge training")
     with measure() as bridge_usage:
@@ -333,6 +338,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
                    "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1),
                    "start_rss_mb": round(bridge_usage.start_rss_mb, 1), "best_epoch": trainer.best_epoch_,
                    "epochs_run": len(hist), "metrics": bridge_metrics,
+                   "n_prototypes": bcfg.n_prototypes, "rank": bcfg.rank,
                    "initial_val_loss": trainer.initial_loss_.get("val"),
                    "best_val_loss": trainer.best_val_loss_},
         "chance": {"metrics": chance_metrics(y_test[y_test >= 0], n_classes, seed=config.seed)},
@@ -406,6 +412,9 @@ def format_assessment(result: dict) -> str:
         if r:
             lines.append(f"  {name:12s} {r['balanced_accuracy']:6.3f} {r['balanced_accuracy_sd']:6.3f} "
                          f"{r['f1_macro']:6.3f}")
+    for name, r in (result.get("alternatives") or {}).items():
+        lines.append(f"  {'  ' + name:12s} {r['balanced_accuracy']:6.3f} {r['balanced_accuracy_sd']:6.3f} "
+                     f"{r['f1_macro']:6.3f}  (old model)")
     lines.append(f"  {'chance':12s} {result['chance']:6.3f}")
     lines.append("  " + result["verdict"])
     return "\n".join(lines)

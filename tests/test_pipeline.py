@@ -101,6 +101,8 @@ def test_assessment_scores_old_model_and_handcrafted_on_the_same_folds():
     # the demo's classes differ in heart rate: hand-crafted HRV features find them
     assert res["handcrafted"]["balanced_accuracy"] > 0.6
     assert "Old model" in res["verdict"]
+    alt = res["alternatives"]["calibration=subject"]
+    assert len(alt["per_fold"]) == 3 and 0.0 <= alt["balanced_accuracy"] <= 1.0
 
 
 def test_cli_run_saves_the_old_model_options(tmp_path):

@@ -34,6 +34,7 @@ CONSTRAINTS: dict[str, tuple] = {
     "val_fraction": ("float", 0.0, 0.9, True),
     "feature_batch_size": ("int", 1, 1_000_000, True),
     "patience": ("int", 0, 100_000, True),
+    "max_params_fraction": ("float", 0.0, 1.0, True),
 }
 
 
@@ -69,6 +70,10 @@ class BridgeConfig:
     epochs : at most this many passes over the training pairs.
     patience : stop when the pair-val loss has not improved for this many epochs (0 = never stop
         early); the best epoch's weights are kept either way.
+    max_params_fraction : keep the bridge at most this share of the new encoder's parameters (what
+        KD would train) by lowering ``n_prototypes`` (never below 8) once the positions are known
+        (``bridge.config.fit_budget``); 0 = use ``n_prototypes`` as given. The paper's bridges are
+        1-12 % of KD's; B grows with the old layer's tokens (e.g. 190 for 19-channel EEG).
     batch_size : pairs per step.
     seed : seeds initialisation, prototype sampling, the pair-val split and batch order.
     val_fraction : share of subjects (or windows, with one subject) held out to pick the best epoch.
@@ -85,6 +90,7 @@ class BridgeConfig:
     lr: float = 3e-3
     epochs: int = 50
     patience: int = 10
+    max_params_fraction: float = 0.04
     batch_size: int = 32
     seed: int = 0
     val_fraction: float = 0.2
@@ -113,3 +119,25 @@ class BridgeConfig:
         if unknown:
             raise ConfigError(f"BridgeConfig does not know the setting(s) {unknown}; known: {sorted(known)}.")
         return cls(**d)
+
+
+def fit_budget(config: BridgeConfig, *, d_new: int, n_tokens_old: int, d_old: int, new_params: int) -> BridgeConfig:
+    """``config`` with ``n_prototypes`` lowered until the bridge has at most ``max_params_fraction`` x
+    ``new_params`` trainable parameters (``r*d_new + r*Np*N_old + Np*d_old``), never below 8 prototypes.
+
+    Returns ``config`` itself when it already fits or the budget is off (0).
+    """
+    from dataclasses import replace
+
+    if config.max_params_fraction <= 0:
+        return config
+    budget = config.max_params_fraction * new_params
+    r = config.rank
+
+    def count(n_p: int) -> int:
+        return r * d_new + r * n_p * n_tokens_old + n_p * d_old
+
+    if count(config.n_prototypes) <= budget:
+        return config
+    n_p = int((budget - r * d_new) // max(r * n_tokens_old + d_old, 1))
+    return replace(config, n_prototypes=max(8, min(config.n_prototypes, n_p)))

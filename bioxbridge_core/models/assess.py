@@ -117,7 +117,8 @@ def handcrafted_cv(features: np.ndarray, y_all: np.ndarray, groups: np.ndarray, 
 
 def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, calibration: str = "none",
                      fine_tune: bool = False, fine_tune_epochs: int = 5, fine_tune_lr: float = 3e-5,
-                     handcrafted: bool = True, on_progress: Progress = None) -> dict:
+                     handcrafted: bool = True, compare_calibration: bool = True,
+                     on_progress: Progress = None) -> dict:
     """Subject-grouped CV score of the old model on ``train``, next to a hand-crafted baseline.
 
     Parameters
@@ -132,6 +133,8 @@ def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, cal
         frozen encoder + linear head (each fold fine-tunes a copy).
     handcrafted : also score the hand-crafted baseline (skipped, with a note, for a modality
         without hand-crafted features).
+    compare_calibration : for the frozen old model, also score the other calibration setting on
+        the same folds (cheap: same features), reported under ``alternatives`` and in the verdict.
     on_progress : optional ``callback(step, total, message)``.
 
     Returns
@@ -141,7 +144,8 @@ def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, cal
     ``old_model`` and ``handcrafted`` (each: ``balanced_accuracy`` and ``f1_macro`` of the
     pooled out-of-fold predictions, ``*_mean``/``*_sd`` over folds, ``per_fold``, ``per_subject``
     {subject: {score, n_windows, classes}} and ``confusion``; ``handcrafted`` is None when
-    unavailable), ``seconds``, ``verdict`` (one sentence) and ``notes``.
+    unavailable), ``alternatives`` ({"calibration=<other>": same summary} or {}), ``seconds``,
+    ``verdict`` (one sentence) and ``notes``.
 
     Raises ``ConfigError`` when fewer than 2 subjects or classes have labelled windows.
     """
@@ -167,8 +171,20 @@ def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, cal
         on_progress(0, total, "old model: computing features")
 
     pred_old = np.full(lab.size, -1, dtype=np.int64)
+    alternatives: dict = {}
     if not fine_tune:
         z_all = pooled_last(old_encoder, train.x_old)
+        if compare_calibration:
+            other = "subject" if calibration == "none" else "none"
+            pred_alt = np.full(lab.size, -1, dtype=np.int64)
+            for tr, te in folds:
+                y_fold = np.full(len(y_all), -1)
+                y_fold[lab[tr]] = y_all[lab[tr]]
+                head = fit_head_on_features(z_all, y_fold, groups=groups, n_classes=n_classes, label_names=names,
+                                            calibration=other, seed=seed)
+                with torch.no_grad():
+                    pred_alt[te] = head.logits_from_pooled(z_all, groups).argmax(dim=1).cpu().numpy()[lab[te]]
+            alternatives[f"calibration={other}"] = _summary(yl, pred_alt, gl, folds, n_classes)
     for i, (tr, te) in enumerate(folds):
         fit_rows = np.zeros(len(y_all), dtype=bool)
         fit_rows[lab[tr]] = True
@@ -206,6 +222,7 @@ def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, cal
            "folds": "subject-grouped (StratifiedGroupKFold)", "label_names": names, "chance": chance,
            "calibration": calibration, "fine_tuned": bool(fine_tune), "modality": modality,
            "encoder": getattr(old_encoder, "encoder_name", ""), "old_model": old_res, "handcrafted": hand_res,
+           "alternatives": alternatives,
            "seconds": round(time.perf_counter() - t0, 2), "notes": notes}
     out["verdict"] = verdict(out)
     if on_progress:
@@ -220,8 +237,14 @@ def verdict(result: dict) -> str:
     hand = result["handcrafted"]["balanced_accuracy"] if result.get("handcrafted") else None
     head = f"Old model {old:.2f} balanced accuracy by subject-grouped CV (chance {chance:.2f}"
     head += f", hand-crafted {hand:.2f})" if hand is not None else ")"
+    tip = ""
+    for name, alt in (result.get("alternatives") or {}).items():
+        if alt["balanced_accuracy"] > old + 0.05:
+            tip = f" With {name} it reaches {alt['balanced_accuracy']:.2f}."
     if old < chance + 0.10:
-        return head + ": close to chance, so there is little to transfer; try calibration, fine-tuning or more labelled data."
+        return (head + ": close to chance, so there is little to transfer; try calibration, fine-tuning or more "
+                       "labelled data." + tip)
     if hand is not None and old < hand - 0.05:
-        return head + ": above chance but below simple hand-crafted features; transfer works, but a stronger old model would carry more."
-    return head + ": worth transferring."
+        return (head + ": above chance but below simple hand-crafted features; transfer works, but a stronger old "
+                       "model would carry more." + tip)
+    return head + ": worth transferring." + tip

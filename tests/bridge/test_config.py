@@ -56,3 +56,19 @@ def test_round_trip_and_unknown_key():
 def test_option_error_suggests():
     with pytest.raises(ConfigError, match="Did you mean 'cosine'"):
         BridgeConfig(loss="cosin")
+
+
+def test_fit_budget_lowers_prototypes_only_when_needed():
+    from bioxbridge_core.bridge.config import fit_budget
+    from bioxbridge_core.bridge.network import Bridge
+
+    cfg = BridgeConfig()  # r = 8, Np = 50, 4 % of the new encoder
+    dims = {"d_new": 128, "n_tokens_old": 190, "d_old": 128}
+    small = fit_budget(cfg, **dims, new_params=1_300_000)
+    assert small.n_prototypes < cfg.n_prototypes
+    assert Bridge.param_count(8, small.n_prototypes, 128, 190, 128) <= 0.04 * 1_300_000
+    assert Bridge.param_count(8, small.n_prototypes + 1, 128, 190, 128) > 0.04 * 1_300_000
+    assert fit_budget(cfg, **dims, new_params=10_000_000) is cfg  # already fits
+    assert fit_budget(cfg, **dims, new_params=1_000).n_prototypes == 8  # floor
+    off = BridgeConfig(max_params_fraction=0.0)
+    assert fit_budget(off, **dims, new_params=1_000) is off
