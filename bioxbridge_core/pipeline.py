@@ -59,6 +59,9 @@ class PipelineConfig:
         prediction on a new upload the statistics come from the upload's own windows.
     old_finetune : fine-tune the old encoder with its head on ``train`` (else only the linear head).
     old_finetune_epochs, old_finetune_lr : fine-tuning epochs and encoder learning rate.
+    write_tie_break : ``"cheaper"`` (default): when other write positions score within the CKA noise
+        (2 shuffled-pairs SDs) of the best, take the latest of them (``prefer_cheaper_write``);
+        ``"none"``: the highest CKA, as METHOD step 2.
     assess_old : first score the old model by subject-grouped CV on ``train`` next to the
         hand-crafted baseline (``assess``; saved as ``assessment.json`` and in the report).
     """
@@ -83,6 +86,7 @@ class PipelineConfig:
     old_finetune_epochs: int = 5
     old_finetune_lr: float = 3e-5
     assess_old: bool = True
+    write_tie_break: str = "cheaper"
 
     def __post_init__(self) -> None:
         if (self.manifest is None) == (self.demo is None):
@@ -95,6 +99,7 @@ class PipelineConfig:
         from .models.subject_norm import check_calibration
 
         check_calibration(self.calibration, owner="PipelineConfig")
+        check_option("write_tie_break", self.write_tie_break, ("cheaper", "none"), owner="PipelineConfig")
         check_range("old_finetune_epochs", self.old_finetune_epochs, low=1, owner="PipelineConfig", integer=True)
         check_range("old_finetune_lr", self.old_finetune_lr, low=0, low_inclusive=False, high=1.0,
                     owner="PipelineConfig")
@@ -224,6 +229,35 @@ def select_positions(old_encoder, new_encoder, head, pair, *, seed: int = 0,
                  on_progress=on_progress)
 
 
+def prefer_cheaper_write(alignment, *, noise_sds: float = 2.0):
+    """Among old write positions whose CKA is within ``noise_sds`` shuffled-pairs SDs of the best one
+    (for the selected read position), take the latest: differences below the estimator's noise say
+    nothing, and a later position leaves fewer old layers to run at every bridge training step.
+
+    Returns ``(alignment, note)``; the alignment is unchanged when the best is already the latest
+    candidate or the shuffled-pairs SD is unknown. METHOD step 2 picks the highest CKA; this only breaks
+    statistical ties, by cost.
+    """
+    sel = alignment.selected
+    try:
+        i = list(alignment.new_positions).index(sel["new_position"])
+        j_best = list(alignment.old_positions).index(sel["old_position"])
+        row = np.asarray(alignment.cka, dtype=float)[i]
+        sd = float(np.asarray(alignment.null_cka_std, dtype=float)[i, j_best])
+    except (ValueError, IndexError, TypeError):
+        return alignment, None
+    if not np.isfinite(sd) or not np.isfinite(row[j_best]):
+        return alignment, None
+    tol = noise_sds * sd
+    j = max(k for k in range(len(row)) if np.isfinite(row[k]) and row[k] >= row[j_best] - tol)
+    if j <= j_best:
+        return alignment, None
+    note = (f"write position {alignment.old_positions[j]} instead of {alignment.old_positions[j_best]}: CKA "
+            f"{row[j]:.4f} vs {row[j_best]:.4f}, within {noise_sds:g} shuffled-pairs SDs ({tol:.4f}); "
+            "the later position is cheaper to train through")
+    return alignment.with_override(old_position=alignment.old_positions[j]), note
+
+
 def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict:
     """``classification_metrics`` of ``argmax proba`` on the windows with ``y_true >= 0``."""
     from .metrics import classification_metrics
@@ -291,8 +325,13 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
 
     _step(on_progress, 2 + k, total, f"scoring positions on {len(pair)} pairs")
     alignment = select_positions(data.old_encoder, data.new_encoder, head, pair, seed=config.seed)
+    write_note = None
     if config.new_position or config.old_position:
         alignment = alignment.with_override(new_position=config.new_position, old_position=config.old_position)
+    elif config.write_tie_break == "cheaper":
+        alignment, write_note = prefer_cheaper_write(alignment)
+        if write_note:
+            logger.info("%s", write_note)
     alignment.save(out)
     new_pos, old_pos = alignment.selected["new_position"], alignment.selected["old_position"]
 
@@ -327,7 +366,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
 
     report: dict[str, Any] = {
         "old": config.old, "new": config.new,
-        "positions": {"new_position": new_pos, "old_position": old_pos},
+        "positions": {"new_position": new_pos, "old_position": old_pos, "write_tie_break": write_note},
         "n_windows": {"train": len(train), "pair": len(pair), "test": len(test)},
         "label_names": list(data.windows.label_names),
         "subjects": {k: sorted(map(str, set(parts[k].subjects))) for k in ("train", "pair", "test")},

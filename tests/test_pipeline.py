@@ -134,3 +134,28 @@ def test_bridge_beats_chance_on_the_full_demo(tmp_path, monkeypatch):
     assert b["best_val_loss"] < 0.8 * b["initial_val_loss"], b
     hist = json.loads((tmp_path / "demo" / "history.json").read_text())
     assert np.mean([r["val_loss"] for r in hist[-3:]]) < hist[0]["val_loss"]
+
+
+def _alignment(cka_row, sd):
+    from bioxbridge_core.alignment.result import AlignmentResult
+
+    n_old = len(cka_row)
+    z = np.zeros((1, n_old))
+    old = [f"blocks.{j}" for j in range(n_old)]
+    j = int(np.argmax(cka_row))
+    return AlignmentResult(new_positions=["layer1"], old_positions=old, probe_f1=np.array([0.8]),
+                           probe_f1_std=np.array([0.1]), cka=np.array([cka_row], dtype=float), cka_biased=z,
+                           null_cka=z, null_cka_std=np.full((1, n_old), sd), self_new=np.eye(1), self_old=np.eye(n_old),
+                           selected={"new_position": "layer1", "old_position": old[j]}, ranked=[], n_pairs=100,
+                           probe_cv="")
+
+
+def test_write_ties_within_noise_go_to_the_later_cheaper_position():
+    from bioxbridge_core.pipeline import prefer_cheaper_write
+
+    # blocks.1 is best, blocks.3 is within 2 SDs of it, blocks.2 and blocks.4 are not
+    al, note = prefer_cheaper_write(_alignment([0.10, 0.30, 0.20, 0.29, 0.05], sd=0.01))
+    assert al.selected["old_position"] == "blocks.3" and "within" in note
+    # clear winner: unchanged
+    al, note = prefer_cheaper_write(_alignment([0.10, 0.30, 0.20, 0.25, 0.05], sd=0.01))
+    assert al.selected["old_position"] == "blocks.1" and note is None
