@@ -129,8 +129,9 @@ def job(args) -> int:
     t0 = time.perf_counter()
     report = run_pipeline(cfg, out_dir)
     data = prepare_data(cfg)  # windows from the pipeline's own cache: the same split
-    report["hand-crafted old"] = handcrafted_on_split(data, "old", args.calibration, args.seed)
-    report["hand-crafted new"] = handcrafted_on_split(data, "new", args.calibration, args.seed)
+    cal = report["calibration"]  # "auto" resolved by the pipeline; the baselines follow it
+    report["hand-crafted old"] = handcrafted_on_split(data, "old", cal, args.seed)
+    report["hand-crafted new"] = handcrafted_on_split(data, "new", cal, args.seed)
     report["bench_seconds"] = round(time.perf_counter() - t0, 1)
     report["pipeline_config"] = cfg.to_dict()
     Path(args.result).write_text(json.dumps(report, default=str))
@@ -191,7 +192,10 @@ def summarise(direction: str, reports: list[dict]) -> dict:
     s.update(chance=chance, mean_balanced_accuracy=mean, params_ratio=params, time_ratio=times,
              n_windows=r0["n_windows"], positions=[f"{r['positions']['new_position']} -> "
                                                    f"{r['positions']['old_position']}" for r in reports],
-             old=r0["old"], new=r0["new"], labels=r0["label_names"])
+             old=r0["old"], new=r0["new"], labels=r0["label_names"],
+             calibration=[r.get("calibration", "none") for r in reports],
+             bridge_epochs=[r["bridge"].get("epochs_run") for r in reports],
+             kd_epochs=[r["kd"].get("epochs_run") for r in reports])
     s["goals"] = {
         "oracle >= 0.60": mean["oracle"] >= 0.60,
         "oracle >= hand-crafted old - 0.05": mean["oracle"] >= mean["hand-crafted old"] - 0.05,
@@ -209,8 +213,9 @@ def markdown(s: dict) -> str:
     out = [f"#### {s['direction']}: {s['old']} (old) -> {s['new']} (new), classes {', '.join(s['labels'])}",
            "",
            f"Seeds {', '.join(map(str, s['seeds']))}; windows train/pair/test {nw['train']}/{nw['pair']}/{nw['test']} "
-           f"(seed {s['seeds'][0]}); positions {'; '.join(sorted(set(s['positions'])))}; chance = 1/k = "
-           f"{s['chance']:.3f}.", "",
+           f"(seed {s['seeds'][0]}); positions {'; '.join(sorted(set(s['positions'])))}; calibration "
+           f"{', '.join(s['calibration'])}; epochs run bridge {s['bridge_epochs']}, KD {s['kd_epochs']}; "
+           f"chance = 1/k = {s['chance']:.3f}.", "",
            "| method | BAcc | F1-M | trainable params | train s | peak MB (process) | own MB |",
            "|---|---|---|---|---|---|---|"]
     for m in METHODS:
@@ -234,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=default_data())
     ap.add_argument("--quick", action="store_true", help="one seed, 2 epochs of bridge and KD (a smoke run)")
     ap.add_argument("--epochs", type=int, default=None, help="bridge and KD epochs (default: the engine's)")
-    ap.add_argument("--calibration", choices=("none", "subject"), default="none")
+    ap.add_argument("--calibration", choices=("auto", "none", "subject"), default="auto")
     ap.add_argument("--old-finetune", action="store_true")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--markdown", action="store_true", help="only reprint the tables of saved results")

@@ -54,14 +54,18 @@ class PipelineConfig:
     new_position, old_position : override the selected positions.
     head : path of a saved TaskHead to use instead of training one (not with ``old_finetune``).
     device : ``None``/``"auto"`` picks CUDA when present.
-    calibration : ``"none"`` or ``"subject"``: standardise each subject's pooled features with that
-        subject's own (unlabelled) windows, for the old model, the bridge and KD alike; at
-        prediction on a new upload the statistics come from the upload's own windows.
+    calibration : ``"subject"`` standardises each subject's pooled features with that subject's own
+        (unlabelled) windows, for the old model, the bridge and KD alike; at prediction on a new
+        upload the statistics come from the upload's own windows. ``"none"`` never does. ``"auto"``
+        (default) decides on ``train`` before anything else is trained: subject calibration when it
+        raises the frozen old model's subject-grouped CV balanced accuracy by >= 0.02
+        (``models.assess.choose_calibration``); the choice is in the report and the bundle.
     old_finetune : fine-tune the old encoder with its head on ``train`` (else only the linear head).
     old_finetune_epochs, old_finetune_lr : fine-tuning epochs and encoder learning rate.
-    write_tie_break : ``"cheaper"`` (default): when other write positions score within the CKA noise
-        (2 shuffled-pairs SDs) of the best, take the latest of them (``prefer_cheaper_write``);
-        ``"none"``: the highest CKA, as METHOD step 2.
+    write_tie_break : ``"none"`` (default): the highest CKA, as METHOD step 2; ``"cheaper"``: when other
+        write positions score within the CKA noise (2 shuffled-pairs SDs) of the best, take the latest
+        of them (``prefer_cheaper_write``; faster training, but on the demo, seed 0, writing at ``norm``
+        instead of ``blocks.5`` cost 0.19 balanced accuracy).
     assess_old : first score the old model by subject-grouped CV on ``train`` next to the
         hand-crafted baseline (``assess``; saved as ``assessment.json`` and in the report).
     """
@@ -81,12 +85,12 @@ class PipelineConfig:
     old_position: str | None = None
     head: str | None = None
     device: str | None = None
-    calibration: str = "none"
+    calibration: str = "auto"
     old_finetune: bool = False
     old_finetune_epochs: int = 5
     old_finetune_lr: float = 3e-5
     assess_old: bool = True
-    write_tie_break: str = "cheaper"
+    write_tie_break: str = "none"
 
     def __post_init__(self) -> None:
         if (self.manifest is None) == (self.demo is None):
@@ -98,7 +102,8 @@ class PipelineConfig:
         from .bridge.config import BridgeConfig
         from .models.subject_norm import check_calibration
 
-        check_calibration(self.calibration, owner="PipelineConfig")
+        if self.calibration != "auto":
+            check_calibration(self.calibration, owner="PipelineConfig")
         check_option("write_tie_break", self.write_tie_break, ("cheaper", "none"), owner="PipelineConfig")
         check_range("old_finetune_epochs", self.old_finetune_epochs, low=1, owner="PipelineConfig", integer=True)
         check_range("old_finetune_lr", self.old_finetune_lr, low=0, low_inclusive=False, high=1.0,
@@ -107,10 +112,12 @@ class PipelineConfig:
             raise ConfigError("PipelineConfig: 'old_finetune' trains the old encoder, so it cannot reuse a saved "
                               "'head'; drop one of them.")
         given = dict(self.bridge)
-        if given.get("calibration", self.calibration) != self.calibration:
+        # the bridge's calibration follows the pipeline's ("auto" is resolved at run time; "none" until then)
+        fixed = "none" if self.calibration == "auto" else self.calibration
+        if "calibration" in given and given["calibration"] != fixed:
             raise ConfigError(f"PipelineConfig: bridge calibration {given['calibration']!r} differs from "
                               f"calibration {self.calibration!r}; set only 'calibration'.")
-        self.bridge = BridgeConfig.from_dict({"seed": self.seed, **given, "calibration": self.calibration}).to_dict()
+        self.bridge = BridgeConfig.from_dict({"seed": self.seed, **given, "calibration": fixed}).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -269,7 +276,7 @@ def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray, n_classes: int) 
 
 def old_model_settings(config: PipelineConfig) -> dict:
     """How the old model is built (for reports and model cards)."""
-    return {"fine_tuned": bool(config.old_finetune), "calibration": config.calibration,
+    return {"fine_tuned": bool(config.old_finetune), "calibration_requested": config.calibration,
             **({"finetune_epochs": config.old_finetune_epochs, "finetune_lr": config.old_finetune_lr}
                if config.old_finetune else {}), "head": config.head}
 
@@ -293,24 +300,23 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     atomic_write_json(out / "pipeline_config.json", config.to_dict())
     total = (6 if "kd" in config.baselines else 5) + int(config.assess_old)
     t_start = time.perf_counter()
-    cal = config.calibration
 
     _step(on_progress, 0, total, "preparing paired windows")
     data = prepare_data(config, on_progress=None)
     parts = split_windows(data.windows)
     train, pair, test = parts["train"], parts["pair"], parts["test"]
-    train_in, test_in = _rows_to_use(parts, "train", cal), _rows_to_use(parts, "test", cal)
     n_classes = len(data.windows.label_names)
     k = int(config.assess_old)  # steps shift by one when the old model is assessed first
 
-    assessment = None
     if config.assess_old:
         _step(on_progress, 1, total, f"assessing the old model by subject-grouped CV on {len(train)} windows")
-        assessment = assess(config, data=data)
+    cal, cal_note, assessment = resolve_calibration(config, data)
+    if config.assess_old:
         atomic_write_json(out / "assessment.json", assessment)
-        logger.info("%s", assessment["verdict"])
+        logger.info("%s", assessment.get("verdict") or assessment.get("error"))
         if on_assessment is not None:
             on_assessment(assessment)
+    train_in, test_in = _rows_to_use(parts, "train", cal), _rows_to_use(parts, "test", cal)
 
     what = "fine-tuning the old encoder and its head" if config.old_finetune else "training the old task head"
     _step(on_progress, 1 + k, total, f"{what} on {len(train)} windows")
@@ -337,7 +343,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
 
     _step(on_progress, 3 + k, total, f"training the bridge {new_pos} -> {old_pos}")
     np_pos, op_pos = data.new_encoder.position(new_pos), data.old_encoder.position(old_pos)
-    bcfg = fit_budget(BridgeConfig.from_dict(config.bridge), d_new=np_pos.out_width, n_tokens_old=op_pos.in_tokens,
+    bcfg = fit_budget(BridgeConfig.from_dict({**config.bridge, "calibration": cal}), d_new=np_pos.out_width,
+                      n_tokens_old=op_pos.in_tokens,
                       d_old=op_pos.in_width, new_params=data.new_encoder.n_params())
     if bcfg.n_prototypes != config.bridge["n_prototypes"]:
         logger.info("bridge: %d prototypes instead of %d to stay within %.0f %% of the new encoder's parameters",
@@ -370,8 +377,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         "n_windows": {"train": len(train), "pair": len(pair), "test": len(test)},
         "label_names": list(data.windows.label_names),
         "subjects": {k: sorted(map(str, set(parts[k].subjects))) for k in ("train", "pair", "test")},
-        "old_model": {**old_model_settings(config), "train_seconds": round(head_usage.seconds, 3),
-                      "assessment": assessment},
+        "old_model": {**old_model_settings(config), "calibration": cal, "calibration_choice": cal_note,
+                      "train_seconds": round(head_usage.seconds, 3), "assessment": assessment},
         "oracle": {"metrics": oracle},
         "bridge": {"trainable_params": int(trainer.n_params_), "train_seconds": round(bridge_usage.seconds, 3),
                    "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1),
@@ -424,24 +431,65 @@ def run_kd(new_encoder, old_encoder, head, pair, test, *, epochs: int, lr: float
 
 
 def assess(config: PipelineConfig, *, n_folds: int = 5, on_progress: ProgressFn | None = None,
-           data: PreparedData | None = None) -> dict:
+           data: PreparedData | None = None, calibration: str | None = None) -> dict:
     """``models.assess.assess_old_model`` on the ``train`` split of ``config``'s data.
 
-    Uses the config's old encoder, calibration and fine-tuning settings (``data`` reuses
-    already prepared windows and encoders). Returns the assessment dict (see there).
+    Uses the config's old encoder, fine-tuning settings and calibration (``calibration`` overrides it;
+    ``"auto"`` is assessed without calibration and compared with it: see ``resolve_calibration``).
+    ``data`` reuses already prepared windows and encoders. Returns the assessment dict (see there).
     """
     from .models.assess import assess_old_model
 
     data = data if data is not None else prepare_data(config)
+    cal = calibration or config.calibration
+    cal = "none" if cal == "auto" else cal
     train = data.windows.split("train")
-    return assess_old_model(data.old_encoder, train, n_folds=n_folds, seed=config.seed,
-                            calibration=config.calibration, fine_tune=config.old_finetune,
-                            fine_tune_epochs=config.old_finetune_epochs, fine_tune_lr=config.old_finetune_lr,
-                            on_progress=on_progress)
+    return assess_old_model(data.old_encoder, train, n_folds=n_folds, seed=config.seed, calibration=cal,
+                            fine_tune=config.old_finetune, fine_tune_epochs=config.old_finetune_epochs,
+                            fine_tune_lr=config.old_finetune_lr, on_progress=on_progress)
+
+
+def resolve_calibration(config: PipelineConfig, data: PreparedData) -> tuple[str, str | None, dict | None]:
+    """``(calibration, reason, assessment)`` for a run: ``"auto"`` becomes ``"none"`` or ``"subject"``.
+
+    The choice compares the frozen old model with and without per-subject calibration by
+    subject-grouped CV on ``train`` (``models.assess.choose_calibration``; never the test split). The
+    assessment (when ``config.assess_old``) is made with the chosen calibration; when it cannot be
+    made (e.g. one training subject) it holds ``{"error": message}`` and auto calibration stays off.
+    """
+    from .models.assess import assess_old_model, choose_calibration
+
+    cal, note, assessment = config.calibration, None, None
+    if cal == "auto" and config.head:  # a saved head fixes it
+        from .models.heads import TaskHead
+
+        cal, note = TaskHead.load(config.head).calibration, f"as the saved head {config.head}"
+    try:
+        if cal == "auto":
+            if config.assess_old and not config.old_finetune:
+                assessment = assess(config, data=data, calibration="none")
+                cal, note = choose_calibration(assessment)
+            else:  # the frozen comparison alone (cheap: one encoder pass, linear fits)
+                quick = assess_old_model(data.old_encoder, data.windows.split("train"), seed=config.seed,
+                                         calibration="none", handcrafted=False)
+                cal, note = choose_calibration(quick)
+        if config.assess_old and assessment is None:
+            assessment = assess(config, data=data, calibration=cal)
+    except ConfigError as exc:
+        if cal == "auto":
+            cal, note = "none", f"cannot compare calibrations ({exc}); calibration off"
+        assessment = {"error": str(exc)} if config.assess_old else None
+    if assessment is not None:
+        assessment["calibration_choice"] = {"requested": config.calibration, "chosen": cal, "reason": note}
+    if note:
+        logger.info("calibration: %s", note)
+    return cal, note, assessment
 
 
 def format_assessment(result: dict) -> str:
     """The assessment as a few lines of text (for the CLI)."""
+    if "error" in result:
+        return f"old model not assessed: {result['error']}"
     lines = [f"old model on 'train' ({result['n_windows']} labelled windows, {result['n_subjects']} subjects, "
              f"{result['n_folds']} subject-grouped folds; calibration {result['calibration']}"
              f"{', fine-tuned' if result['fine_tuned'] else ''}):",
@@ -456,6 +504,9 @@ def format_assessment(result: dict) -> str:
                      f"{r['f1_macro']:6.3f}  (old model)")
     lines.append(f"  {'chance':12s} {result['chance']:6.3f}")
     lines.append("  " + result["verdict"])
+    choice = result.get("calibration_choice") or {}
+    if choice.get("requested") == "auto":
+        lines.append(f"  calibration: {choice.get('chosen')} ({choice.get('reason')})")
     return "\n".join(lines)
 
 

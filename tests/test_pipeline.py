@@ -110,13 +110,17 @@ def test_cli_run_saves_the_old_model_options(tmp_path):
 
     out = tmp_path / "cli"
     rc = main(["run", "--demo", "ecg-ppg", "--old", "builtin:ecg", "--new", "builtin:ppg", "--out", str(out),
-               "--epochs", "1", "--calibration", "subject", "--patience", "3", "--no-progress", "--seed", "2"])
+               "--epochs", "1", "--patience", "3", "--no-progress", "--seed", "2"])
     assert rc == 0
     cfg = json.loads((out / "pipeline_config.json").read_text())
-    assert cfg["calibration"] == "subject" and cfg["bridge"]["patience"] == 3 and cfg["assess_old"] is True
+    assert cfg["calibration"] == "auto" and cfg["bridge"]["patience"] == 3 and cfg["assess_old"] is True
     assessment = json.loads((out / "assessment.json").read_text())
-    assert assessment["calibration"] == "subject"
     report = json.loads((out / "report.json").read_text())
+    # "auto" was decided on train by the assessment's own comparison, and the whole run follows it
+    choice = assessment["calibration_choice"]
+    assert choice["requested"] == "auto" and choice["chosen"] in ("none", "subject")
+    assert report["calibration"] == choice["chosen"] == json.loads((out / "bundle.json").read_text())["calibration"]
+    assert "calibration=subject" in assessment["alternatives"]
     assert report["old_model"]["assessment"]["old_model"]["balanced_accuracy"] == pytest.approx(
         assessment["old_model"]["balanced_accuracy"])
 
@@ -125,8 +129,9 @@ def test_cli_run_saves_the_old_model_options(tmp_path):
 def test_bridge_beats_chance_on_the_full_demo(tmp_path, monkeypatch):
     """The demo users see first, with the defaults: the bridge transfers and its loss falls."""
     monkeypatch.setenv("BIOXBRIDGE_DEMO_SIZE", "full")
-    cfg = PipelineConfig(old="builtin:ecg", new="builtin:ppg", demo="ecg-ppg", assess_old=False)
+    cfg = PipelineConfig(old="builtin:ecg", new="builtin:ppg", demo="ecg-ppg", assess_old=False, baselines=["kd"])
     report = run_pipeline(cfg, tmp_path / "demo")
+    assert report["bridge"]["metrics"]["balanced_accuracy"] >= report["kd"]["metrics"]["balanced_accuracy"] - 0.1
     b = report["bridge"]
     chance = max(1 / 3, report["chance"]["metrics"]["balanced_accuracy"])
     assert report["n_windows"]["pair"] >= 300
@@ -159,3 +164,15 @@ def test_write_ties_within_noise_go_to_the_later_cheaper_position():
     # clear winner: unchanged
     al, note = prefer_cheaper_write(_alignment([0.10, 0.30, 0.20, 0.25, 0.05], sd=0.01))
     assert al.selected["old_position"] == "blocks.1" and note is None
+
+
+def test_auto_calibration_needs_a_clear_cv_gain():
+    from bioxbridge_core.models.assess import AUTO_MARGIN, choose_calibration
+
+    def result(none, sub):
+        return {"calibration": "none", "old_model": {"balanced_accuracy": none},
+                "alternatives": {"calibration=subject": {"balanced_accuracy": sub}}}
+
+    assert choose_calibration(result(0.70, 0.70 + AUTO_MARGIN + 0.01))[0] == "subject"
+    assert choose_calibration(result(0.70, 0.70 + AUTO_MARGIN / 2))[0] == "none"
+    assert choose_calibration({"calibration": "subject", "old_model": {"balanced_accuracy": 0.9}})[0] == "none"

@@ -17,6 +17,7 @@ LOSSES = ("cosine", "mse", "l1")
 TARGET_NORMS = ("standardise", "none")
 LOSS_ON = ("pooled", "tokens")
 CALIBRATIONS = ("none", "subject")
+SELECT_ON = ("loss", "agreement")
 
 #: field -> constraint: ("int"|"float", low, high, low_inclusive) or ("option", allowed)
 CONSTRAINTS: dict[str, tuple] = {
@@ -35,6 +36,7 @@ CONSTRAINTS: dict[str, tuple] = {
     "feature_batch_size": ("int", 1, 1_000_000, True),
     "patience": ("int", 0, 100_000, True),
     "max_params_fraction": ("float", 0.0, 1.0, True),
+    "select_on": ("option", SELECT_ON),
 }
 
 
@@ -70,6 +72,10 @@ class BridgeConfig:
     epochs : at most this many passes over the training pairs.
     patience : stop when the pair-val loss has not improved for this many epochs (0 = never stop
         early); the best epoch's weights are kept either way.
+    select_on : what picks the best epoch (and drives early stopping) on pair-val: ``"loss"`` (the
+        bridge loss, as METHOD says) or ``"agreement"`` (the share of pair-val windows where the bridged
+        prediction equals the old model's own on the real old window -- label-free; the loss breaks
+        ties; needs the old head, else the loss is used).
     max_params_fraction : keep the bridge at most this share of the new encoder's parameters (what
         KD would train) by lowering ``n_prototypes`` (never below 8) once the positions are known
         (``bridge.config.fit_budget``); 0 = use ``n_prototypes`` as given. The paper's bridges are
@@ -91,6 +97,7 @@ class BridgeConfig:
     epochs: int = 50
     patience: int = 10
     max_params_fraction: float = 0.04
+    select_on: str = "loss"
     batch_size: int = 32
     seed: int = 0
     val_fraction: float = 0.2

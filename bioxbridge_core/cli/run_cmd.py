@@ -33,9 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "the fine-tuned encoder)")
     p.add_argument("--old-finetune-epochs", type=int, default=5)
     p.add_argument("--old-finetune-lr", type=float, default=3e-5, help="encoder learning rate when fine-tuning")
-    p.add_argument("--calibration", choices=("none", "subject"), default="none",
+    p.add_argument("--calibration", choices=("auto", "none", "subject"), default="auto",
                    help="'subject': standardise each subject's pooled features with its own windows (old model, "
-                        "bridge and KD); at prediction, an upload's own windows")
+                        "bridge and KD; at prediction, an upload's own windows); 'auto' (default): subject when "
+                        "it raises the old model's subject-grouped CV score on train by >= 0.02")
+    p.add_argument("--write-tie-break", choices=("none", "cheaper"), default="none",
+                   help="'cheaper': among write positions within the CKA noise of the best, take the latest")
     p.add_argument("--loss-on", choices=("pooled", "tokens"), default=None,
                    help="bridge loss on the pooled last-layer output (default) or on every token (the paper's)")
     p.add_argument("--patience", type=int, default=None, help="early stop after this many epochs without a better "
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
         new_position=args.new_position, old_position=args.old_position, head=args.head, device=args.device,
         calibration=args.calibration, old_finetune=args.old_finetune, old_finetune_epochs=args.old_finetune_epochs,
-        old_finetune_lr=args.old_finetune_lr, assess_old=not args.no_assess, **extra)
+        old_finetune_lr=args.old_finetune_lr, assess_old=not args.no_assess,
+        write_tie_break=args.write_tie_break, **extra)
     bar = TerminalProgress("pipeline", enabled=not args.no_progress)
     def show(result: dict) -> None:  # printed before anything else is trained
         if bar._bar is not None:

@@ -144,7 +144,8 @@ def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, cal
     ``old_model`` and ``handcrafted`` (each: ``balanced_accuracy`` and ``f1_macro`` of the
     pooled out-of-fold predictions, ``*_mean``/``*_sd`` over folds, ``per_fold``, ``per_subject``
     {subject: {score, n_windows, classes}} and ``confusion``; ``handcrafted`` is None when
-    unavailable), ``alternatives`` ({"calibration=<other>": same summary} or {}), ``seconds``,
+    unavailable), ``alternatives`` ({"calibration=<other>": same summary of the old model} or {}),
+    ``alternatives_handcrafted`` (the hand-crafted baseline with that other calibration), ``seconds``,
     ``verdict`` (one sentence) and ``notes``.
 
     Raises ``ConfigError`` when fewer than 2 subjects or classes have labelled windows.
@@ -205,7 +206,7 @@ def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, cal
             on_progress(1 + i, total, f"old model: fold {i + 1}/{len(folds)}")
     old_res = _summary(yl, pred_old, gl, folds, n_classes)
 
-    hand_res = None
+    hand_res, alternatives_hand = None, {}
     modality = getattr(old_encoder.spec, "modality", None)
     if handcrafted:
         if on_progress:
@@ -217,12 +218,16 @@ def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, cal
         else:
             pred_h = handcrafted_cv(feats, y_all, groups, folds, calibration=calibration, seed=seed)
             hand_res = _summary(yl, pred_h, gl, folds, n_classes)
+            for name in alternatives:
+                other = name.split("=", 1)[1]
+                pred_h = handcrafted_cv(feats, y_all, groups, folds, calibration=other, seed=seed)
+                alternatives_hand[name] = _summary(yl, pred_h, gl, folds, n_classes)
     chance = 1.0 / n_classes
     out = {"n_windows": int(lab.size), "n_subjects": int(len(np.unique(gl))), "n_folds": len(folds),
            "folds": "subject-grouped (StratifiedGroupKFold)", "label_names": names, "chance": chance,
            "calibration": calibration, "fine_tuned": bool(fine_tune), "modality": modality,
            "encoder": getattr(old_encoder, "encoder_name", ""), "old_model": old_res, "handcrafted": hand_res,
-           "alternatives": alternatives,
+           "alternatives": alternatives, "alternatives_handcrafted": alternatives_hand,
            "seconds": round(time.perf_counter() - t0, 2), "notes": notes}
     out["verdict"] = verdict(out)
     if on_progress:
@@ -248,3 +253,23 @@ def verdict(result: dict) -> str:
         return (head + ": above chance but below simple hand-crafted features; transfer works, but a stronger old "
                        "model would carry more." + tip)
     return head + ": worth transferring." + tip
+
+
+#: ``calibration="auto"`` takes per-subject calibration when it beats none by at least this much
+AUTO_MARGIN = 0.02
+
+
+def choose_calibration(result: dict) -> tuple[str, str]:
+    """``("subject" | "none", reason)`` from an assessment made with ``calibration="none"`` and
+    ``compare_calibration=True``: subject calibration when its subject-grouped CV balanced accuracy
+    beats none's by at least ``AUTO_MARGIN`` (calibration has a cost at prediction: an upload must
+    span several states), else none.
+    """
+    none = result["old_model"]["balanced_accuracy"]
+    alt = (result.get("alternatives") or {}).get("calibration=subject")
+    if result.get("calibration") != "none" or alt is None:
+        return "none", "no comparison available; calibration off"
+    sub = alt["balanced_accuracy"]
+    choice = "subject" if sub >= none + AUTO_MARGIN else "none"
+    return choice, (f"old model by subject-grouped CV on train: {none:.3f} without, {sub:.3f} with per-subject "
+                    f"calibration -> {choice} (needs +{AUTO_MARGIN:.2f} to switch it on)")

@@ -278,6 +278,8 @@ class BridgeTrainer:
                     row["val_agreement"] = val_agreement
                 history.append(row)
                 score = val_loss if val_loss is not None else row["train_loss"]
+                if cfg.select_on == "agreement" and val_agreement is not None:
+                    score = (1.0 - val_agreement) + 1e-3 * score  # agreement first, loss breaks ties
                 if score < best_score:
                     best_score, best_epoch = score, epoch
                     best_state = copy.deepcopy(bridge.state_dict())
