@@ -457,7 +457,7 @@ def resolve_calibration(config: PipelineConfig, data: PreparedData) -> tuple[str
     assessment (when ``config.assess_old``) is made with the chosen calibration; when it cannot be
     made (e.g. one training subject) it holds ``{"error": message}`` and auto calibration stays off.
     """
-    from .models.assess import assess_old_model, choose_calibration
+    from .models.assess import assess_old_model, choose_calibration, with_calibration
 
     cal, note, assessment = config.calibration, None, None
     if cal == "auto" and config.head:  # a saved head fixes it
@@ -469,6 +469,7 @@ def resolve_calibration(config: PipelineConfig, data: PreparedData) -> tuple[str
             if config.assess_old and not config.old_finetune:
                 assessment = assess(config, data=data, calibration="none")
                 cal, note = choose_calibration(assessment)
+                assessment = with_calibration(assessment, cal)  # show the chosen setting first
             else:  # the frozen comparison alone (cheap: one encoder pass, linear fits)
                 quick = assess_old_model(data.old_encoder, data.windows.split("train"), seed=config.seed,
                                          calibration="none", handcrafted=False)

@@ -120,7 +120,8 @@ def test_cli_run_saves_the_old_model_options(tmp_path):
     choice = assessment["calibration_choice"]
     assert choice["requested"] == "auto" and choice["chosen"] in ("none", "subject")
     assert report["calibration"] == choice["chosen"] == json.loads((out / "bundle.json").read_text())["calibration"]
-    assert "calibration=subject" in assessment["alternatives"]
+    assert set(assessment["alternatives"]) == {"calibration=" + ("none" if choice["chosen"] == "subject" else "subject")}
+    assert assessment["calibration"] == choice["chosen"]
     assert report["old_model"]["assessment"]["old_model"]["balanced_accuracy"] == pytest.approx(
         assessment["old_model"]["balanced_accuracy"])
 

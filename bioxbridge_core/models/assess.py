@@ -273,3 +273,21 @@ def choose_calibration(result: dict) -> tuple[str, str]:
     choice = "subject" if sub >= none + AUTO_MARGIN else "none"
     return choice, (f"old model by subject-grouped CV on train: {none:.3f} without, {sub:.3f} with per-subject "
                     f"calibration -> {choice} (needs +{AUTO_MARGIN:.2f} to switch it on)")
+
+
+def with_calibration(result: dict, calibration: str) -> dict:
+    """The assessment re-centred on ``calibration``: its old-model and hand-crafted scores become the main
+    ones (the previous main ones move to ``alternatives``) and the verdict is redone. Unchanged when it
+    already is that calibration or has no such alternative."""
+    key = f"calibration={calibration}"
+    if result.get("calibration") == calibration or key not in (result.get("alternatives") or {}):
+        return result
+    out = dict(result)
+    back = f"calibration={result['calibration']}"
+    out["alternatives"] = {back: result["old_model"]}
+    out["alternatives_handcrafted"] = ({back: result["handcrafted"]} if result.get("handcrafted") else {})
+    out["old_model"] = result["alternatives"][key]
+    out["handcrafted"] = (result.get("alternatives_handcrafted") or {}).get(key, result.get("handcrafted"))
+    out["calibration"] = calibration
+    out["verdict"] = verdict(out)
+    return out
