@@ -14,6 +14,11 @@ the one everything downstream uses (pseudo labels, alignment, bridge targets
 and the layers above l, KD teacher) and its stages from l on go into the bundle.
 ``assess_old_model`` scores the old model by subject-grouped cross-validation on
 ``train`` next to a hand-crafted-feature baseline, before anything else is trained.
+
+Under ``torchrun`` (``distributed``), rank 0 trains the head and selects the
+positions while the others wait, every rank trains the bridge (and KD) with
+DistributedDataParallel, and rank 0 evaluates and writes every file; ``--out``
+must then be a folder all ranks see.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import distributed as dist
 from ._check import check_option, check_range
 from ._io import atomic_write_json
 from .errors import ConfigError, StopRequested, WindowingError
@@ -35,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 BASELINES = ("kd",)
+#: the whole fine-tuned old encoder, written only for the other ranks of a torchrun run (not part of the bundle)
+FINETUNED_ENCODER = "old_encoder_finetuned.safetensors"
 PAIR_SPLITS = ("pair", "val")
 
 
@@ -153,34 +161,59 @@ def resolve_manifest(config: PipelineConfig) -> str:
     return str(config.manifest)
 
 
-def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: ProgressFn | None = None) -> PreparedData:
-    """Read the manifest, build the encoders' specs from its channels, cut paired windows, load encoders.
+def check_windows(old: str, new: str, window_s: float | None = None, step_s: float | None = None,
+                  ) -> tuple[float, float]:
+    """The window length and step a run of ``old`` -> ``new`` will use, checked before any work.
 
-    ``cache=False`` recomputes the windows instead of reusing the disk cache.
+    Reads only the two encoders' specs (no weights, no data). ``window_s`` defaults to the old
+    encoder's own window, ``step_s`` to ``window_s``. Raises ``ConfigError`` naming the encoder and
+    its allowed range when either does not accept the length (``SignalSpec.check_window``), or
+    ``EncoderError`` for an unknown encoder. The CLI (``windows``, ``run``, ``align``) and the app
+    call this first.
+    """
+    from .data.pairing import check_window_request
+    from .models.registry import encoder_spec
+
+    return check_window_request(encoder_spec(old), encoder_spec(new), window_s, step_s, old_name=old, new_name=new)
+
+
+def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: ProgressFn | None = None) -> PreparedData:
+    """Check the window length, read the manifest, cut paired windows, load both encoders at that length.
+
+    The encoders come from ``load_encoder(..., window_s=...)``, so their positions -- and the
+    bridge's size and cached targets derived from them -- follow the window in use.
+    ``cache=False`` recomputes the windows instead of reusing the disk cache. A window length
+    outside either encoder's range raises ``ConfigError`` before any file is read.
     """
     from .data.manifest import read_manifest
     from .data.pairing import make_paired_windows
     from .models.registry import encoder_spec, load_encoder
 
+    window_s, step_s = check_windows(config.old, config.new, config.window_s, config.step_s)
     path = resolve_manifest(config)
     manifest = read_manifest(path, seed=config.seed)
     first = manifest.table.iloc[0]
     old_ch, new_ch = list(first["old_channels"]), list(first["new_channels"])
-    old_spec = encoder_spec(config.old, ch_names=old_ch)
-    new_spec = encoder_spec(config.new, ch_names=new_ch)
-    windows = make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=config.window_s,
-                                  step_s=config.step_s, cache=cache, on_progress=on_progress)
-    old = load_encoder(config.old, device=config.device, ch_names=old_ch)
-    new = load_encoder(config.new, device=config.device, ch_names=new_ch)
+    old_spec = encoder_spec(config.old, ch_names=old_ch, window_s=window_s)
+    new_spec = encoder_spec(config.new, ch_names=new_ch, window_s=window_s)
+    windows = make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=window_s,
+                                  step_s=step_s, cache=cache, on_progress=on_progress)
+    old = load_encoder(config.old, device=config.device, ch_names=old_ch, window_s=window_s)
+    new = load_encoder(config.new, device=config.device, ch_names=new_ch, window_s=window_s)
     return PreparedData(windows, old, new, path)
 
 
-def split_windows(windows) -> dict[str, Any]:
-    """``train`` (labelled), ``pair`` (pair + val, labels ignored) and ``test`` (labelled) windows.
+def bundle_config(config: PipelineConfig, windows, *, new_position: str, old_position: str, bridge_config) -> dict:
+    """What ``runs.bundle.save_bundle`` stores beside the bridge (encoders, channels, positions, windows)."""
+    return {"old_encoder": config.old, "new_encoder": config.new,
+            "old_ch_names": windows.old_channels, "new_ch_names": windows.new_channels,
+            "old_position": old_position, "new_position": new_position,
+            "label_names": list(windows.label_names), "window_s": windows.window_s,
+            "step_s": windows.step_s, "preprocessing": windows.preprocessing, "bridge_config": bridge_config}
 
-    Also ``train_all`` / ``test_all``: every window of those splits, labelled or not (per-subject
-    calibration takes each subject's statistics from all of its windows).
-    """
+
+def split_windows(windows) -> dict[str, Any]:
+    """``train`` (labelled), ``pair`` (pair + val, labels ignored) and ``test`` (labelled) windows."""
     parts = {
         "train": windows.split("train").labelled(),
         "pair": windows.split(*PAIR_SPLITS),
@@ -192,14 +225,13 @@ def split_windows(windows) -> dict[str, Any]:
                 f"the '{name}' split has no usable windows; per split and class: {windows.summary()['per_split']}. "
                 "Add subjects or set the manifest's 'split' column."
             )
-    parts["train_all"] = windows.split("train")
-    parts["test_all"] = windows.split("test")
     return parts
 
 
-def _rows_to_use(parts: dict, name: str, calibration: str):
-    """The windows to feed for split ``name``: all of them when calibrating, else the labelled ones."""
-    return parts[f"{name}_all"] if calibration == "subject" and f"{name}_all" in parts else parts[name]
+def _rows_to_use(windows, parts: dict, name: str, calibration: str):
+    """The windows to feed for split ``name``: all of them, labelled or not, when calibrating per
+    subject (each subject's statistics come from all of its windows), else the labelled ones."""
+    return windows.split(name) if calibration == "subject" else parts[name]
 
 
 def fit_old_head(old_encoder, train, *, seed: int = 0, head_path: str | None = None,
@@ -295,50 +327,76 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     from .runs.bundle import save_bundle
     from .training.trainer import BridgeTrainer
 
+    check_windows(config.old, config.new, config.window_s, config.step_s)  # before anything is written
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "pipeline_config.json", config.to_dict())
+    main = dist.is_main()
+    if not main:
+        on_progress = None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "pipeline_config.json", config.to_dict())
     total = (6 if "kd" in config.baselines else 5) + int(config.assess_old)
     t_start = time.perf_counter()
 
     _step(on_progress, 0, total, "preparing paired windows")
-    data = prepare_data(config, on_progress=None)
+    with dist.main_first():  # one process per machine fills the windows cache
+        data = prepare_data(config, on_progress=None)
     parts = split_windows(data.windows)
     train, pair, test = parts["train"], parts["pair"], parts["test"]
     n_classes = len(data.windows.label_names)
     k = int(config.assess_old)  # steps shift by one when the old model is assessed first
 
-    if config.assess_old:
-        _step(on_progress, 1, total, f"assessing the old model by subject-grouped CV on {len(train)} windows")
-    cal, cal_note, assessment = resolve_calibration(config, data)
-    if config.assess_old:
-        atomic_write_json(out / "assessment.json", assessment)
-        logger.info("%s", assessment.get("verdict") or assessment.get("error"))
-        if on_assessment is not None:
-            on_assessment(assessment)
-    train_in, test_in = _rows_to_use(parts, "train", cal), _rows_to_use(parts, "test", cal)
+    cal, cal_note, assessment, write_note, head_seconds = config.calibration, None, None, None, 0.0
+    if main:
+        if config.assess_old:
+            _step(on_progress, 1, total, f"assessing the old model by subject-grouped CV on {len(train)} windows")
+        cal, cal_note, assessment = resolve_calibration(config, data)
+        if config.assess_old:
+            atomic_write_json(out / "assessment.json", assessment)
+            logger.info("%s", assessment.get("verdict") or assessment.get("error"))
+            if on_assessment is not None:
+                on_assessment(assessment)
+        train_in = _rows_to_use(data.windows, parts, "train", cal)
+        test_in = _rows_to_use(data.windows, parts, "test", cal)
 
-    what = "fine-tuning the old encoder and its head" if config.old_finetune else "training the old task head"
-    _step(on_progress, 1 + k, total, f"{what} on {len(train)} windows")
-    with measure() as head_usage:
-        head = fit_old_head(data.old_encoder, train_in, seed=config.seed, head_path=config.head, calibration=cal,
-                            fine_tune=config.old_finetune, epochs=config.old_finetune_epochs,
-                            lr_encoder=config.old_finetune_lr)
-    head.save(out / "old_head.safetensors")
-    y_test = test_in.labels()
-    oracle = evaluate_predictions(
-        y_test, head.predict_proba(data.old_encoder, test_in.x_old, subjects=test_in.subjects), n_classes)
+        what = "fine-tuning the old encoder and its head" if config.old_finetune else "training the old task head"
+        _step(on_progress, 1 + k, total, f"{what} on {len(train)} windows")
+        with measure() as head_usage:
+            head = fit_old_head(data.old_encoder, train_in, seed=config.seed, head_path=config.head,
+                                calibration=cal, fine_tune=config.old_finetune, epochs=config.old_finetune_epochs,
+                                lr_encoder=config.old_finetune_lr)
+        head_seconds = head_usage.seconds
+        head.save(out / "old_head.safetensors")
+        if head.fine_tuned and dist.world_size() > 1:  # the other ranks need the whole fine-tuned encoder
+            from ._io import atomic_save_safetensors
 
-    _step(on_progress, 2 + k, total, f"scoring positions on {len(pair)} pairs")
-    alignment = select_positions(data.old_encoder, data.new_encoder, head, pair, seed=config.seed)
-    write_note = None
-    if config.new_position or config.old_position:
-        alignment = alignment.with_override(new_position=config.new_position, old_position=config.old_position)
-    elif config.write_tie_break == "cheaper":
-        alignment, write_note = prefer_cheaper_write(alignment)
-        if write_note:
-            logger.info("%s", write_note)
-    alignment.save(out)
+            atomic_save_safetensors(out / FINETUNED_ENCODER, data.old_encoder.state_dict())
+        y_test = test_in.labels()
+        oracle = evaluate_predictions(
+            y_test, head.predict_proba(data.old_encoder, test_in.x_old, subjects=test_in.subjects), n_classes)
+
+        _step(on_progress, 2 + k, total, f"scoring positions on {len(pair)} pairs")
+        alignment = select_positions(data.old_encoder, data.new_encoder, head, pair, seed=config.seed)
+        if config.new_position or config.old_position:
+            alignment = alignment.with_override(new_position=config.new_position, old_position=config.old_position)
+        elif config.write_tie_break == "cheaper":
+            alignment, write_note = prefer_cheaper_write(alignment)
+            if write_note:
+                logger.info("%s", write_note)
+        alignment.save(out)
+    dist.barrier()  # the other ranks take rank 0's head, positions (and fine-tuned encoder) from the run folder
+    if not main:
+        from ._io import load_safetensors
+        from .alignment.result import AlignmentResult
+        from .models.heads import TaskHead
+
+        head = TaskHead.load(out / "old_head.safetensors")
+        alignment = AlignmentResult.load(out, features=False)
+        cal = head.calibration
+        if head.fine_tuned:
+            data.old_encoder.load_state_dict(load_safetensors(out / FINETUNED_ENCODER))
+            data.old_encoder.freeze()
+        test_in = _rows_to_use(data.windows, parts, "test", cal)
     new_pos, old_pos = alignment.selected["new_position"], alignment.selected["old_position"]
 
     _step(on_progress, 3 + k, total, f"training the bridge {new_pos} -> {old_pos}")
@@ -355,12 +413,17 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         trainer = BridgeTrainer(bcfg, device=config.device).fit(
             data.old_encoder, data.new_encoder, pair.x_old, pair.x_new, new_position=new_pos,
             old_position=old_pos, groups=pair.subjects, run_dir=out, should_stop=should_stop, head=head)
+    if not main:  # rank 0 evaluates and writes; the others only take part in KD training
+        if "kd" in config.baselines:
+            run_kd(data.new_encoder, data.old_encoder, head, pair, test_in,
+                   epochs=config.kd_epochs or int(config.bridge["epochs"]), lr=config.kd_lr,
+                   batch_size=int(config.bridge["batch_size"]), seed=config.seed,
+                   val_fraction=float(config.bridge["val_fraction"]), device=config.device, should_stop=should_stop,
+                   calibration=cal, patience=int(config.bridge["patience"]))
+        dist.barrier()
+        return {}
     save_bundle(out, trainer.bridge_, head, {
-        "old_encoder": config.old, "new_encoder": config.new,
-        "old_ch_names": data.windows.old_channels, "new_ch_names": data.windows.new_channels,
-        "old_position": old_pos, "new_position": new_pos,
-        "label_names": list(data.windows.label_names), "window_s": data.windows.window_s,
-        "step_s": data.windows.step_s, "preprocessing": data.windows.preprocessing, "bridge_config": bcfg,
+        **bundle_config(config, data.windows, new_position=new_pos, old_position=old_pos, bridge_config=bcfg),
         "calibration": cal, "old_finetuned": bool(head.fine_tuned),
         "old_layers": stage_state(data.old_encoder, old_pos) if head.fine_tuned else None})
 
@@ -378,7 +441,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         "label_names": list(data.windows.label_names),
         "subjects": {k: sorted(map(str, set(parts[k].subjects))) for k in ("train", "pair", "test")},
         "old_model": {**old_model_settings(config), "calibration": cal, "calibration_choice": cal_note,
-                      "train_seconds": round(head_usage.seconds, 3), "assessment": assessment},
+                      "train_seconds": round(head_seconds, 3), "assessment": assessment},
         "oracle": {"metrics": oracle},
         "bridge": {"trainable_params": int(trainer.n_params_), "train_seconds": round(bridge_usage.seconds, 3),
                    "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1),
@@ -404,6 +467,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     report["total_seconds"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(out / "report.json", report)
     _step(on_progress, total, total, "done")
+    dist.barrier()
     return report
 
 

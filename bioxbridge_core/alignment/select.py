@@ -13,7 +13,7 @@ Only forward passes are needed: cost is linear in the number of positions.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,15 @@ def _argmax(values: np.ndarray) -> int:
     return int(np.argmax(v))
 
 
+def _given(feats: Mapping[str, np.ndarray], names: list[str], side: str, progress) -> dict[str, np.ndarray]:
+    missing = [p for p in names if p not in feats]
+    if missing:
+        raise ConfigError(f"the precomputed {side}-model features lack positions {missing}; extract every position.")
+    if progress is not None:
+        progress(1, 1, "precomputed")
+    return {p: feats[p] for p in names}
+
+
 def select_positions(new_positions: list[str], old_positions: list[str], probe_f1: np.ndarray,
                      cka: np.ndarray) -> tuple[dict, list[dict]]:
     """Selection rule: argmax probe F1, then argmax CKA on that row; plus the ranking."""
@@ -53,10 +62,12 @@ def select_positions(new_positions: list[str], old_positions: list[str], probe_f
     return selected, ranked
 
 
-def align(old_encoder: EncoderAdapter, new_encoder: EncoderAdapter, x_old: np.ndarray, x_new: np.ndarray,
-          pseudo_labels: np.ndarray, *, groups: Sequence | None = None, seed: int = 0, batch_size: int = 64,
-          device: str | torch.device | None = None, cache: bool = True, n_perm: int = 5,
-          n_splits: int = 5, on_progress: ProgressFn | None = None) -> AlignmentResult:
+def align(old_encoder: EncoderAdapter, new_encoder: EncoderAdapter, x_old: np.ndarray | None,
+          x_new: np.ndarray | None, pseudo_labels: np.ndarray, *, groups: Sequence | None = None, seed: int = 0,
+          batch_size: int = 64, device: str | torch.device | None = None, cache: bool = True, n_perm: int = 5,
+          n_splits: int = 5, on_progress: ProgressFn | None = None,
+          features_new: Mapping[str, np.ndarray] | None = None,
+          features_old: Mapping[str, np.ndarray] | None = None) -> AlignmentResult:
     """Score every (new read position, old write position) pair on paired windows and select one.
 
     Parameters
@@ -67,10 +78,16 @@ def align(old_encoder: EncoderAdapter, new_encoder: EncoderAdapter, x_old: np.nd
     pseudo_labels : ndarray of int, shape (n_pairs,): old model's predictions on ``x_old``.
     groups : subject per pair window (grouped probe folds).
     n_perm : shuffles for the null CKA baseline.
+    features_new, features_old : precomputed pooled features ``{position: (n_pairs, width)}`` (e.g. the
+        union of ``features`` shards) for every read / write position; the windows are then not needed.
     """
-    x_old, x_new, y = np.asarray(x_old), np.asarray(x_new), np.asarray(pseudo_labels)
+    y = np.asarray(pseudo_labels)
     n = len(y)
-    if len(x_old) != n or len(x_new) != n:
+    if (features_new is None and x_new is None) or (features_old is None and x_old is None):
+        raise ConfigError("align needs the windows or their precomputed features for both models.")
+    lens = [len(a) for a in (x_old, x_new) if a is not None]
+    lens += [len(next(iter(f.values()))) for f in (features_new, features_old) if f]
+    if any(k != n for k in lens):
         raise ConfigError(f"x_old ({len(x_old)} windows), x_new ({len(x_new)}) and pseudo_labels ({n}) "
                           "must have one row per pair window.")
     if n < 4:
@@ -92,10 +109,12 @@ def align(old_encoder: EncoderAdapter, new_encoder: EncoderAdapter, x_old: np.nd
     if not old_names:
         raise ConfigError(f"{old_encoder.encoder_name} has no write positions (it needs at least 2 stages).")
 
-    feats_new = collect_features(new_encoder, x_new, positions=new_names, which="out", batch_size=batch_size,
-                                 device=device, cache=cache, on_progress=stage("new-model features"))
-    feats_old = collect_features(old_encoder, x_old, positions=old_names, which="in", batch_size=batch_size,
-                                 device=device, cache=cache, on_progress=stage("old-model features"))
+    feats_new = _given(features_new, new_names, "new", stage("new-model features")) if features_new is not None \
+        else collect_features(new_encoder, x_new, positions=new_names, which="out", batch_size=batch_size,
+                              device=device, cache=cache, on_progress=stage("new-model features"))
+    feats_old = _given(features_old, old_names, "old", stage("old-model features")) if features_old is not None \
+        else collect_features(old_encoder, x_old, positions=old_names, which="in", batch_size=batch_size,
+                              device=device, cache=cache, on_progress=stage("old-model features"))
     probe = probe_scores(feats_new, y, groups=groups, n_splits=n_splits, seed=seed,
                          on_progress=stage("linear probes"))
     fn, fo = [feats_new[p] for p in new_names], [feats_old[p] for p in old_names]

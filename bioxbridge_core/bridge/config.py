@@ -18,6 +18,7 @@ TARGET_NORMS = ("standardise", "none")
 LOSS_ON = ("pooled", "tokens")
 CALIBRATIONS = ("none", "subject")
 SELECT_ON = ("loss", "agreement")
+TARGET_DTYPES = ("float32", "float16")
 
 #: field -> constraint: ("int"|"float", low, high, low_inclusive) or ("option", allowed)
 CONSTRAINTS: dict[str, tuple] = {
@@ -37,6 +38,7 @@ CONSTRAINTS: dict[str, tuple] = {
     "patience": ("int", 0, 100_000, True),
     "max_params_fraction": ("float", 0.0, 1.0, True),
     "select_on": ("option", SELECT_ON),
+    "target_dtype": ("option", TARGET_DTYPES),
 }
 
 
@@ -84,6 +86,9 @@ class BridgeConfig:
     seed : seeds initialisation, prototype sampling, the pair-val split and batch order.
     val_fraction : share of subjects (or windows, with one subject) held out to pick the best epoch.
     feature_batch_size : windows per forward pass when caching the frozen features.
+    target_dtype : storage of the cached last-layer targets on disk: ``"float32"`` (default) or
+        ``"float16"`` (half the disk and reads; the loss still runs in float32; the difference it
+        makes is measured in bench/RESULTS.md).
     """
 
     rank: int = 8
@@ -102,6 +107,7 @@ class BridgeConfig:
     seed: int = 0
     val_fraction: float = 0.2
     feature_batch_size: int = 64
+    target_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for name, rule in CONSTRAINTS.items():

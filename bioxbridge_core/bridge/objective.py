@@ -67,20 +67,32 @@ class BridgeObjective:
     def prepare(self, cache: BridgeCache, groups, train_idx: np.ndarray) -> BridgeCache:
         """Pool (and calibrate) the cached targets and calibrate the cached bridge inputs.
 
-        ``groups``: subject id per pair (``None`` = one subject). Returns a new cache.
+        ``groups``: subject id per pair (``None`` = one subject). Returns a cache whose targets are the
+        pooled ``(n, width)`` vectors held in memory (``loss_on="pooled"``), or the given cache's
+        (possibly memory-mapped) targets otherwise. Targets are read in chunks, never all at once.
         """
         n = len(cache)
         self.groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups).astype(str)
-        rows = torch.as_tensor(np.asarray(train_idx))
-        self._raw_pooled = self.pool(cache.target).float()
-        z, target = cache.z, cache.target
+        rows = torch.as_tensor(np.asarray(train_idx, dtype=np.int64))
+        chunk = max(1, (8 * 2**20) // (4 * max(1, int(np.prod(cache.target.shape[1:])))))
+        self._raw_pooled = torch.cat([self.pool(cache.rows("target", slice(i, i + chunk)))
+                                      for i in range(0, n, chunk)])
+        z, target, maps = cache.z, cache.target, getattr(cache, "maps", ())
         if self.config.calibration == "subject":
-            self.z_reference = Reference.of(z[rows].float().cpu())
-            z = calibrate(z.float(), self.groups, self.z_reference).to(cache.z.dtype)
+            z = cache.rows("z", slice(0, n))
+            self.z_reference = Reference.of(z[rows.to(z.device)].cpu())
+            z = calibrate(z, self.groups, self.z_reference)
         if self.pooled:
             target = self._raw_pooled
             if self.config.calibration == "subject":
-                target = calibrate(target, self.groups, Reference.of(target[rows].cpu()))
+                target = calibrate(target, self.groups, Reference.of(target[rows.to(target.device)].cpu()))
+            if z is cache.z:
+                z = cache.rows("z", slice(0, n))  # small: keep it in memory with the pooled targets
+            maps = ()
+        if hasattr(cache, "release"):
+            cache.release()
+        if maps:
+            return BridgeCache(z, target, cache.proto_tokens, maps=maps)
         return BridgeCache(z, target, cache.proto_tokens)
 
     def attach(self, bridge) -> None:

@@ -43,6 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     p.add_argument("--n-perm", type=int, default=5, help="shuffles for the null CKA baseline")
     p.add_argument("--no-cache", action="store_true", help="recompute windows and features")
+    p.add_argument("--features", metavar="DIR", help="read the pair features from `features` shards in DIR")
     p.add_argument("--json", action="store_true", help="print the selection as JSON")
     p.set_defaults(func=run)
     return p
@@ -79,10 +80,18 @@ def run(args) -> int:
                                groups=train.subjects, seed=args.seed)
         head.save(out / "old_head.safetensors")
         head_source = str(out / "old_head.safetensors")
-    y = pseudo_labels(old_enc, head, pair.x_old, batch_size=args.batch_size)
+    if args.features:  # the union of the shards: no encoder runs over the pairs
+        from ..alignment.shards import open_union, pseudo_labels_from
 
-    res = align(old_enc, new_enc, pair.x_old, pair.x_new, y, groups=pair.subjects, seed=args.seed,
-                batch_size=args.batch_size, device=args.device, cache=cache, n_perm=args.n_perm)
+        union = open_union(args.features)
+        union.check_rows(pair.meta, where=f"the pair windows of {path}")
+        y = pseudo_labels_from(union, head, batch_size=max(args.batch_size, 1024))
+        res = align(old_enc, new_enc, None, None, y, groups=pair.subjects, seed=args.seed, n_perm=args.n_perm,
+                    features_new=union.side("new", "out"), features_old=union.side("old", "in"))
+    else:
+        y = pseudo_labels(old_enc, head, pair.x_old, batch_size=args.batch_size)
+        res = align(old_enc, new_enc, pair.x_old, pair.x_new, y, groups=pair.subjects, seed=args.seed,
+                    batch_size=args.batch_size, device=args.device, cache=cache, n_perm=args.n_perm)
     res.notes.append(f"old task head: {head_source}")
     res.save(out)
 

@@ -67,16 +67,23 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration, old_finetune=args.old_finetune, old_finetune_epochs=args.old_finetune_epochs,
         old_finetune_lr=args.old_finetune_lr, assess_old=not args.no_assess,
         write_tie_break=args.write_tie_break, **extra)
-    bar = TerminalProgress("pipeline", enabled=not args.no_progress)
-    def show(result: dict) -> None:  # printed before anything else is trained
-        if bar._bar is not None:
-            bar._bar.clear()
-        print(format_assessment(result), flush=True)
+    from .. import distributed as dist
 
-    try:
-        report = run_pipeline(config, args.out, on_progress=bar, on_assessment=show)
-    finally:
-        bar.close()
+    with dist.session(args.device):  # several processes when started by torchrun (rank 0 reports)
+        config.device = dist.rank_device_name(config.device)  # cuda:<LOCAL_RANK> on a GPU node
+        bar = TerminalProgress("pipeline", enabled=not args.no_progress and dist.is_main())
+
+        def show(result: dict) -> None:  # printed before anything else is trained
+            if bar._bar is not None:
+                bar._bar.clear()
+            print(format_assessment(result), flush=True)
+
+        try:
+            report = run_pipeline(config, args.out, on_progress=bar, on_assessment=show)
+        finally:
+            bar.close()
+        if not dist.is_main():
+            return 0
     print(summarise(report))
     print(json.dumps({"report": f"{args.out}/report.json", "positions": report["positions"]}))
     return 0

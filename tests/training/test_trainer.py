@@ -233,3 +233,47 @@ def test_target_norm_none_is_the_papers_raw_loss(data):
     assert tr_raw.initial_loss_["train"] == pytest.approx(float(per_sample_loss(
         enc.forward_from(torch.zeros(len(x_old), *enc.position("blocks.1").in_shape), "blocks.1")[tr_raw.train_index_],
         target[tr_raw.train_index_], "cosine").mean()), rel=1e-4)
+
+
+def test_streamed_target_stats_equal_the_in_memory_ones(data):
+    from bioxbridge_core.training.cache import streaming_target_stats
+    from bioxbridge_core.training.trainer import target_stats
+
+    x_old, x_new, _, _ = data
+    cache = compute_cache(tokens_encoder(), channels_encoder(), x_old, x_new, new_position="layer2",
+                          old_position="blocks.1")
+    rows = np.arange(3, 45)
+    mean, std = streaming_target_stats(cache, rows, chunk_rows=5)
+    ref_mean, ref_std = target_stats(cache.target[torch.as_tensor(rows)])
+    torch.testing.assert_close(mean, ref_mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(std, ref_std, atol=1e-5, rtol=1e-5)
+
+
+def test_memory_mapped_windows_train_like_arrays_and_share_the_cache(data, tmp_path, monkeypatch):
+    from bioxbridge_core import _npy
+    from bioxbridge_core.paths import cache_dir
+
+    monkeypatch.setenv("BIOXBRIDGE_CACHE", str(tmp_path / "cache"))
+    x_old, x_new, groups, _ = data
+    _npy.save_npy(tmp_path / "old.npy", x_old)
+    _npy.save_npy(tmp_path / "new.npy", x_new)
+    cfg = BridgeConfig(epochs=3, batch_size=8, lr=5e-3, seed=2)
+    kw = dict(new_position="layer2", old_position="blocks.1", groups=groups)
+    in_memory = BridgeTrainer(cfg, cache=False).fit(tokens_encoder(), channels_encoder(), x_old, x_new, **kw)
+    mapped = BridgeTrainer(cfg).fit(tokens_encoder(), channels_encoder(), _npy.open_npy(tmp_path / "old.npy"),
+                                    _npy.open_npy(tmp_path / "new.npy"), **kw)
+    for k, v in in_memory.bridge_.state_dict().items():
+        torch.testing.assert_close(mapped.bridge_.state_dict()[k], v, atol=1e-6, rtol=1e-5)
+    files = sorted(p.name for p in cache_dir("features").glob("*/*.npy"))
+    assert files == ["last.float32.npy", "out.layer2.npy"]  # z at m and the targets, on disk
+
+
+def test_float16_targets_cost_little(data):
+    x_old, x_new, groups, _ = data
+    kw = dict(new_position="layer2", old_position="blocks.1", groups=groups)
+    runs = {dt: BridgeTrainer(BridgeConfig(epochs=4, batch_size=8, lr=5e-3, seed=1, target_dtype=dt)).fit(
+        tokens_encoder(), channels_encoder(), x_old, x_new, **kw) for dt in ("float32", "float16")}
+    assert runs["float16"].config_.target_dtype == "float16"
+    a, b = ([r["val_loss"] for r in runs[dt].history_] for dt in ("float32", "float16"))
+    np.testing.assert_allclose(b, a, rtol=1e-2, atol=1e-3)  # rounding of the targets (~5e-4 relative) only
+    assert not np.allclose(b, a, rtol=0, atol=0)  # but they did use other targets
