@@ -11,6 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHARED_DATA = Path(os.environ.get("BIOXBRIDGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+# the small demo (10 subjects x 60 s) for every test, module fixtures and subprocesses included;
+# a test that needs the full one sets BIOXBRIDGE_DEMO_SIZE=full itself (monkeypatch)
+os.environ["BIOXBRIDGE_DEMO_SIZE"] = "small"
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +36,6 @@ def rng(request) -> np.random.Generator:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep every test's caches (features, demo data) out of the user's folders; use the small demo
-    (10 subjects x 60 s) unless a test asks for the full one."""
+    """Keep every test's caches (features, demo data) out of the user's folders."""
     cache = tmp_path_factory.getbasetemp() / "bioxbridge-cache"
     monkeypatch.setenv("BIOXBRIDGE_CACHE", str(cache))
-    monkeypatch.setenv("BIOXBRIDGE_DEMO_SIZE", "small")
