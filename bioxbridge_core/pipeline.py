@@ -540,7 +540,7 @@ def resolve_calibration(config: PipelineConfig, data: PreparedData) -> tuple[str
                 cal, note = choose_calibration(quick)
         if config.assess_old and assessment is None:
             assessment = assess(config, data=data, calibration=cal)
-    except ConfigError as exc:
+    except ValueError as exc:  # ConfigError and scikit-learn's refusals of too-small folds: the run goes on
         if cal == "auto":
             cal, note = "none", f"cannot compare calibrations ({exc}); calibration off"
         assessment = {"error": str(exc)} if config.assess_old else None

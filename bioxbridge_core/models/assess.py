@@ -42,8 +42,14 @@ def _folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[t
     k = min(int(n_folds), len(np.unique(groups)))
     if k < 2:
         raise ConfigError(f"subject-grouped CV needs at least 2 subjects with labelled windows; got {k}.")
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
-    return [(tr, te) for tr, te in cv.split(np.zeros(len(y)), y, groups) if len(np.unique(y[tr])) >= 2]
+    try:
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(seed))
+        folds = list(cv.split(np.zeros(len(y)), y, groups))
+    except ValueError:  # fewer windows per class than folds: plain grouped folds
+        from sklearn.model_selection import GroupKFold
+
+        folds = list(GroupKFold(n_splits=k).split(np.zeros(len(y)), y, groups))
+    return [(tr, te) for tr, te in folds if len(np.unique(y[tr])) >= 2]
 
 
 def _summary(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, folds, n_classes: int) -> dict:
@@ -216,12 +222,15 @@ def assess_old_model(old_encoder, train, *, n_folds: int = 5, seed: int = 0, cal
         except ConfigError as exc:
             notes.append(f"no hand-crafted baseline: {exc}")
         else:
-            pred_h = handcrafted_cv(feats, y_all, groups, folds, calibration=calibration, seed=seed)
-            hand_res = _summary(yl, pred_h, gl, folds, n_classes)
-            for name in alternatives:
-                other = name.split("=", 1)[1]
-                pred_h = handcrafted_cv(feats, y_all, groups, folds, calibration=other, seed=seed)
-                alternatives_hand[name] = _summary(yl, pred_h, gl, folds, n_classes)
+            try:
+                pred_h = handcrafted_cv(feats, y_all, groups, folds, calibration=calibration, seed=seed)
+                hand_res = _summary(yl, pred_h, gl, folds, n_classes)
+                for name in alternatives:
+                    other = name.split("=", 1)[1]
+                    pred_h = handcrafted_cv(feats, y_all, groups, folds, calibration=other, seed=seed)
+                    alternatives_hand[name] = _summary(yl, pred_h, gl, folds, n_classes)
+            except ValueError as exc:  # scikit-learn refuses folds this small
+                notes.append(f"no hand-crafted baseline: {exc}")
     chance = 1.0 / n_classes
     out = {"n_windows": int(lab.size), "n_subjects": int(len(np.unique(gl))), "n_folds": len(folds),
            "folds": "subject-grouped (StratifiedGroupKFold)", "label_names": names, "chance": chance,
