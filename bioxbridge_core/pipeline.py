@@ -6,6 +6,15 @@ beside the bridge bundle. Splits come from the manifest (by subject):
 ``train`` trains the old head, ``pair`` (+ ``val``) trains the bridge and
 selects positions, ``test`` evaluates on the new modality alone.
 
+The old model can be strengthened before anything is transferred
+(``old_finetune``: fine-tune the old encoder with its head on ``train``;
+``calibration="subject"``: per-subject feature calibration for old model,
+bridge and KD alike, see ``models.subject_norm``). A fine-tuned old encoder is
+the one everything downstream uses (pseudo labels, alignment, bridge targets
+and the layers above l, KD teacher) and its stages from l on go into the bundle.
+``assess_old_model`` scores the old model by subject-grouped cross-validation on
+``train`` next to a hand-crafted-feature baseline, before anything else is trained.
+
 Under ``torchrun`` (``distributed``), rank 0 trains the head and selects the
 positions while the others wait, every rank trains the bridge (and KD) with
 DistributedDataParallel, and rank 0 evaluates and writes every file; ``--out``
@@ -23,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import distributed as dist
-from ._check import check_option
+from ._check import check_option, check_range
 from ._io import atomic_write_json
 from .errors import ConfigError, StopRequested, WindowingError
 from .resources import measure
@@ -32,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 BASELINES = ("kd",)
+#: the whole fine-tuned old encoder, written only for the other ranks of a torchrun run (not part of the bundle)
+FINETUNED_ENCODER = "old_encoder_finetuned.safetensors"
 PAIR_SPLITS = ("pair", "val")
 
 
@@ -47,10 +58,24 @@ class PipelineConfig:
     seed : seeds the subject split, head, bridge and KD.
     bridge : BridgeConfig fields (rank, n_prototypes, prototype_init, loss, lr, epochs, batch_size...).
     baselines : extra methods to run on the same splits (``"kd"``).
-    kd_epochs, kd_lr : KD student settings (default: the bridge's epochs, lr 1e-4).
+    kd_epochs, kd_lr : KD student settings (default: the bridge's epochs and patience, lr 1e-4).
     new_position, old_position : override the selected positions.
-    head : path of a saved TaskHead to use instead of training one.
+    head : path of a saved TaskHead to use instead of training one (not with ``old_finetune``).
     device : ``None``/``"auto"`` picks CUDA when present.
+    calibration : ``"subject"`` standardises each subject's pooled features with that subject's own
+        (unlabelled) windows, for the old model, the bridge and KD alike; at prediction on a new
+        upload the statistics come from the upload's own windows. ``"none"`` never does. ``"auto"``
+        (default) decides on ``train`` before anything else is trained: subject calibration when it
+        raises the frozen old model's subject-grouped CV balanced accuracy by >= 0.02
+        (``models.assess.choose_calibration``); the choice is in the report and the bundle.
+    old_finetune : fine-tune the old encoder with its head on ``train`` (else only the linear head).
+    old_finetune_epochs, old_finetune_lr : fine-tuning epochs and encoder learning rate.
+    write_tie_break : ``"none"`` (default): the highest CKA, as METHOD step 2; ``"cheaper"``: when other
+        write positions score within the CKA noise (2 shuffled-pairs SDs) of the best, take the latest
+        of them (``prefer_cheaper_write``; faster training, but on the demo, seed 0, writing at ``norm``
+        instead of ``blocks.5`` cost 0.19 balanced accuracy).
+    assess_old : first score the old model by subject-grouped CV on ``train`` next to the
+        hand-crafted baseline (``assess``; saved as ``assessment.json`` and in the report).
     """
 
     old: str
@@ -68,6 +93,12 @@ class PipelineConfig:
     old_position: str | None = None
     head: str | None = None
     device: str | None = None
+    calibration: str = "auto"
+    old_finetune: bool = False
+    old_finetune_epochs: int = 5
+    old_finetune_lr: float = 3e-5
+    assess_old: bool = True
+    write_tie_break: str = "none"
 
     def __post_init__(self) -> None:
         if (self.manifest is None) == (self.demo is None):
@@ -77,8 +108,24 @@ class PipelineConfig:
         for b in self.baselines:
             check_option("baselines", b, BASELINES, owner="PipelineConfig")
         from .bridge.config import BridgeConfig
+        from .models.subject_norm import check_calibration
 
-        self.bridge = BridgeConfig.from_dict({"seed": self.seed, **dict(self.bridge)}).to_dict()
+        if self.calibration != "auto":
+            check_calibration(self.calibration, owner="PipelineConfig")
+        check_option("write_tie_break", self.write_tie_break, ("cheaper", "none"), owner="PipelineConfig")
+        check_range("old_finetune_epochs", self.old_finetune_epochs, low=1, owner="PipelineConfig", integer=True)
+        check_range("old_finetune_lr", self.old_finetune_lr, low=0, low_inclusive=False, high=1.0,
+                    owner="PipelineConfig")
+        if self.old_finetune and self.head:
+            raise ConfigError("PipelineConfig: 'old_finetune' trains the old encoder, so it cannot reuse a saved "
+                              "'head'; drop one of them.")
+        given = dict(self.bridge)
+        # the bridge's calibration follows the pipeline's ("auto" is resolved at run time; "none" until then)
+        fixed = "none" if self.calibration == "auto" else self.calibration
+        if "calibration" in given and given["calibration"] != fixed:
+            raise ConfigError(f"PipelineConfig: bridge calibration {given['calibration']!r} differs from "
+                              f"calibration {self.calibration!r}; set only 'calibration'.")
+        self.bridge = BridgeConfig.from_dict({"seed": self.seed, **given, "calibration": fixed}).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,9 +228,19 @@ def split_windows(windows) -> dict[str, Any]:
     return parts
 
 
+def _rows_to_use(windows, parts: dict, name: str, calibration: str):
+    """The windows to feed for split ``name``: all of them, labelled or not, when calibrating per
+    subject (each subject's statistics come from all of its windows), else the labelled ones."""
+    return windows.split(name) if calibration == "subject" else parts[name]
+
+
 def fit_old_head(old_encoder, train, *, seed: int = 0, head_path: str | None = None,
-                 on_progress: ProgressFn | None = None):
-    """Train (or load) the old model's task head on the labelled ``train`` windows."""
+                 on_progress: ProgressFn | None = None, calibration: str = "none", fine_tune: bool = False,
+                 epochs: int = 5, lr_encoder: float = 3e-5):
+    """Train (or load) the old model's task head on the ``train`` windows (labels -1 are used only to calibrate).
+
+    ``fine_tune`` also trains ``old_encoder`` in place (see ``models.heads.train_task_head``).
+    """
     from .models.heads import TaskHead, train_task_head
 
     if head_path:
@@ -191,9 +248,13 @@ def fit_old_head(old_encoder, train, *, seed: int = 0, head_path: str | None = N
         if list(head.label_names) != list(train.label_names):
             raise ConfigError(f"head {head_path} predicts {list(head.label_names)} but the data's classes are "
                               f"{train.label_names}.")
+        if head.calibration != calibration:
+            raise ConfigError(f"head {head_path} was trained with calibration {head.calibration!r} but this run "
+                              f"uses {calibration!r}.")
         return head
     return train_task_head(old_encoder, train.x_old, train.labels(), label_names=train.label_names,
-                           groups=train.subjects, seed=seed, on_progress=on_progress)
+                           groups=train.subjects, seed=seed, on_progress=on_progress, calibration=calibration,
+                           fine_tune=fine_tune, epochs=epochs, lr_encoder=lr_encoder)
 
 
 def select_positions(old_encoder, new_encoder, head, pair, *, seed: int = 0,
@@ -202,23 +263,67 @@ def select_positions(old_encoder, new_encoder, head, pair, *, seed: int = 0,
     from .alignment import align
     from .models.heads import pseudo_labels
 
-    pseudo = pseudo_labels(old_encoder, head, pair.x_old)
+    pseudo = pseudo_labels(old_encoder, head, pair.x_old, subjects=pair.subjects)
     return align(old_encoder, new_encoder, pair.x_old, pair.x_new, pseudo, groups=pair.subjects, seed=seed,
                  on_progress=on_progress)
 
 
+def prefer_cheaper_write(alignment, *, noise_sds: float = 2.0):
+    """Among old write positions whose CKA is within ``noise_sds`` shuffled-pairs SDs of the best one
+    (for the selected read position), take the latest: differences below the estimator's noise say
+    nothing, and a later position leaves fewer old layers to run at every bridge training step.
+
+    Returns ``(alignment, note)``; the alignment is unchanged when the best is already the latest
+    candidate or the shuffled-pairs SD is unknown. METHOD step 2 picks the highest CKA; this only breaks
+    statistical ties, by cost.
+    """
+    sel = alignment.selected
+    try:
+        i = list(alignment.new_positions).index(sel["new_position"])
+        j_best = list(alignment.old_positions).index(sel["old_position"])
+        row = np.asarray(alignment.cka, dtype=float)[i]
+        sd = float(np.asarray(alignment.null_cka_std, dtype=float)[i, j_best])
+    except (ValueError, IndexError, TypeError):
+        return alignment, None
+    if not np.isfinite(sd) or not np.isfinite(row[j_best]):
+        return alignment, None
+    tol = noise_sds * sd
+    j = max(k for k in range(len(row)) if np.isfinite(row[k]) and row[k] >= row[j_best] - tol)
+    if j <= j_best:
+        return alignment, None
+    note = (f"write position {alignment.old_positions[j]} instead of {alignment.old_positions[j_best]}: CKA "
+            f"{row[j]:.4f} vs {row[j_best]:.4f}, within {noise_sds:g} shuffled-pairs SDs ({tol:.4f}); "
+            "the later position is cheaper to train through")
+    return alignment.with_override(old_position=alignment.old_positions[j]), note
+
+
 def evaluate_predictions(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict:
+    """``classification_metrics`` of ``argmax proba`` on the windows with ``y_true >= 0``."""
     from .metrics import classification_metrics
 
-    return classification_metrics(y_true, np.asarray(proba).argmax(axis=1), n_classes)
+    y = np.asarray(y_true)
+    lab = y >= 0
+    return classification_metrics(y[lab], np.asarray(proba).argmax(axis=1)[lab], n_classes)
+
+
+def old_model_settings(config: PipelineConfig) -> dict:
+    """How the old model is built (for reports and model cards)."""
+    return {"fine_tuned": bool(config.old_finetune), "calibration_requested": config.calibration,
+            **({"finetune_epochs": config.old_finetune_epochs, "finetune_lr": config.old_finetune_lr}
+               if config.old_finetune else {}), "head": config.head}
 
 
 def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: ProgressFn | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> dict:
-    """Run head -> alignment -> bridge (-> KD) and write ``report.json`` + the bridge bundle in ``out_dir``."""
+                 should_stop: Callable[[], bool] | None = None,
+                 on_assessment: Callable[[dict], None] | None = None) -> dict:
+    """Run (assessment ->) head -> alignment -> bridge (-> KD); write ``report.json`` + the bundle in ``out_dir``.
+
+    ``on_assessment(result)`` is called with the old model's assessment as soon as it exists.
+    """
     from .bridge.composed import BridgedModel
-    from .bridge.config import BridgeConfig
+    from .bridge.config import BridgeConfig, fit_budget
     from .metrics import chance_metrics
+    from .models.heads import stage_state
     from .runs.bundle import save_bundle
     from .training.trainer import BridgeTrainer
 
@@ -230,7 +335,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     if main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "pipeline_config.json", config.to_dict())
-    total = 6 if "kd" in config.baselines else 5
+    total = (6 if "kd" in config.baselines else 5) + int(config.assess_old)
     t_start = time.perf_counter()
 
     _step(on_progress, 0, total, "preparing paired windows")
@@ -239,30 +344,69 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     parts = split_windows(data.windows)
     train, pair, test = parts["train"], parts["pair"], parts["test"]
     n_classes = len(data.windows.label_names)
+    k = int(config.assess_old)  # steps shift by one when the old model is assessed first
 
-    _step(on_progress, 1, total, f"training the old task head on {len(train)} windows")
-    y_test = test.labels()
+    cal, cal_note, assessment, write_note, head_seconds = config.calibration, None, None, None, 0.0
     if main:
-        head = fit_old_head(data.old_encoder, train, seed=config.seed, head_path=config.head)
-        head.save(out / "old_head.safetensors")
-        oracle = evaluate_predictions(y_test, head.predict_proba(data.old_encoder, test.x_old), n_classes)
+        if config.assess_old:
+            _step(on_progress, 1, total, f"assessing the old model by subject-grouped CV on {len(train)} windows")
+        cal, cal_note, assessment = resolve_calibration(config, data)
+        if config.assess_old:
+            atomic_write_json(out / "assessment.json", assessment)
+            logger.info("%s", assessment.get("verdict") or assessment.get("error"))
+            if on_assessment is not None:
+                on_assessment(assessment)
+        train_in = _rows_to_use(data.windows, parts, "train", cal)
+        test_in = _rows_to_use(data.windows, parts, "test", cal)
 
-        _step(on_progress, 2, total, f"scoring positions on {len(pair)} pairs")
+        what = "fine-tuning the old encoder and its head" if config.old_finetune else "training the old task head"
+        _step(on_progress, 1 + k, total, f"{what} on {len(train)} windows")
+        with measure() as head_usage:
+            head = fit_old_head(data.old_encoder, train_in, seed=config.seed, head_path=config.head,
+                                calibration=cal, fine_tune=config.old_finetune, epochs=config.old_finetune_epochs,
+                                lr_encoder=config.old_finetune_lr)
+        head_seconds = head_usage.seconds
+        head.save(out / "old_head.safetensors")
+        if head.fine_tuned and dist.world_size() > 1:  # the other ranks need the whole fine-tuned encoder
+            from ._io import atomic_save_safetensors
+
+            atomic_save_safetensors(out / FINETUNED_ENCODER, data.old_encoder.state_dict())
+        y_test = test_in.labels()
+        oracle = evaluate_predictions(
+            y_test, head.predict_proba(data.old_encoder, test_in.x_old, subjects=test_in.subjects), n_classes)
+
+        _step(on_progress, 2 + k, total, f"scoring positions on {len(pair)} pairs")
         alignment = select_positions(data.old_encoder, data.new_encoder, head, pair, seed=config.seed)
         if config.new_position or config.old_position:
             alignment = alignment.with_override(new_position=config.new_position, old_position=config.old_position)
+        elif config.write_tie_break == "cheaper":
+            alignment, write_note = prefer_cheaper_write(alignment)
+            if write_note:
+                logger.info("%s", write_note)
         alignment.save(out)
-    dist.barrier()  # the other ranks take rank 0's head and positions from the shared run folder
+    dist.barrier()  # the other ranks take rank 0's head, positions (and fine-tuned encoder) from the run folder
     if not main:
+        from ._io import load_safetensors
         from .alignment.result import AlignmentResult
         from .models.heads import TaskHead
 
         head = TaskHead.load(out / "old_head.safetensors")
         alignment = AlignmentResult.load(out, features=False)
+        cal = head.calibration
+        if head.fine_tuned:
+            data.old_encoder.load_state_dict(load_safetensors(out / FINETUNED_ENCODER))
+            data.old_encoder.freeze()
+        test_in = _rows_to_use(data.windows, parts, "test", cal)
     new_pos, old_pos = alignment.selected["new_position"], alignment.selected["old_position"]
 
-    _step(on_progress, 3, total, f"training the bridge {new_pos} -> {old_pos}")
-    bcfg = BridgeConfig.from_dict(config.bridge)
+    _step(on_progress, 3 + k, total, f"training the bridge {new_pos} -> {old_pos}")
+    np_pos, op_pos = data.new_encoder.position(new_pos), data.old_encoder.position(old_pos)
+    bcfg = fit_budget(BridgeConfig.from_dict({**config.bridge, "calibration": cal}), d_new=np_pos.out_width,
+                      n_tokens_old=op_pos.in_tokens,
+                      d_old=op_pos.in_width, new_params=data.new_encoder.n_params())
+    if bcfg.n_prototypes != config.bridge["n_prototypes"]:
+        logger.info("bridge: %d prototypes instead of %d to stay within %.0f %% of the new encoder's parameters",
+                    bcfg.n_prototypes, config.bridge["n_prototypes"], 100 * bcfg.max_params_fraction)
     if should_stop is not None and should_stop():
         raise StopRequested("stopped before bridge training")
     with measure() as bridge_usage:
@@ -271,10 +415,11 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
             old_position=old_pos, groups=pair.subjects, run_dir=out, should_stop=should_stop, head=head)
     if not main:  # rank 0 evaluates and writes; the others only take part in KD training
         if "kd" in config.baselines:
-            run_kd(data.new_encoder, data.old_encoder, head, pair, test,
+            run_kd(data.new_encoder, data.old_encoder, head, pair, test_in,
                    epochs=config.kd_epochs or int(config.bridge["epochs"]), lr=config.kd_lr,
                    batch_size=int(config.bridge["batch_size"]), seed=config.seed,
-                   val_fraction=float(config.bridge["val_fraction"]), device=config.device, should_stop=should_stop)
+                   val_fraction=float(config.bridge["val_fraction"]), device=config.device, should_stop=should_stop,
+                   calibration=cal, patience=int(config.bridge["patience"]))
         dist.barrier()
         return {}
     bridged = BridgedModel(data.new_encoder, data.old_encoder, trainer.bridge_, head,
@@ -285,36 +430,46 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     val = trainer.val_index_
     confidence = calibrate_bridge(bridged, data.old_encoder, head, pair.x_old[val], pair.x_new[val],
                                   subjects=pair.subjects[val]).to_dict()
-    save_bundle(out, trainer.bridge_, head, {**bundle_config(config, data.windows, new_position=new_pos,
-                                                             old_position=old_pos, bridge_config=bcfg),
-                                             "confidence_calibration": confidence})
+    save_bundle(out, trainer.bridge_, head, {
+        **bundle_config(config, data.windows, new_position=new_pos, old_position=old_pos, bridge_config=bcfg),
+        "calibration": cal, "old_finetuned": bool(head.fine_tuned),
+        "old_layers": stage_state(data.old_encoder, old_pos) if head.fine_tuned else None,
+        "confidence_calibration": confidence})
 
-    _step(on_progress, 4, total, f"evaluating on {len(test)} test windows (new modality only)")
-    bridge_metrics = evaluate_predictions(y_test, bridged.predict_proba(test.x_new), n_classes)
+    _step(on_progress, 4 + k, total, f"evaluating on {len(test)} test windows (new modality only)")
+    bridge_metrics = evaluate_predictions(
+        y_test, bridged.predict_proba(test_in.x_new, subjects=test_in.subjects), n_classes)
+    hist = trainer.history_
 
     report: dict[str, Any] = {
         "old": config.old, "new": config.new,
-        "positions": {"new_position": new_pos, "old_position": old_pos},
+        "positions": {"new_position": new_pos, "old_position": old_pos, "write_tie_break": write_note},
         "n_windows": {"train": len(train), "pair": len(pair), "test": len(test)},
         "label_names": list(data.windows.label_names),
-        "subjects": {k: sorted(map(str, set(v.subjects))) for k, v in parts.items()},
+        "subjects": {k: sorted(map(str, set(parts[k].subjects))) for k in ("train", "pair", "test")},
+        "old_model": {**old_model_settings(config), "calibration": cal, "calibration_choice": cal_note,
+                      "train_seconds": round(head_seconds, 3), "assessment": assessment},
         "oracle": {"metrics": oracle},
         "bridge": {"trainable_params": int(trainer.n_params_), "train_seconds": round(bridge_usage.seconds, 3),
-                   "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1), "best_epoch": trainer.best_epoch_,
-                   "epochs_run": len(trainer.history_), "metrics": bridge_metrics,
-                   "confidence_calibration": confidence},
-        "chance": {"metrics": chance_metrics(y_test, n_classes, seed=config.seed)},
+                   "peak_rss_mb": round(bridge_usage.peak_rss_mb, 1),
+                   "start_rss_mb": round(bridge_usage.start_rss_mb, 1), "best_epoch": trainer.best_epoch_,
+                   "epochs_run": len(hist), "metrics": bridge_metrics,
+                   "n_prototypes": bcfg.n_prototypes, "rank": bcfg.rank,
+                   "initial_val_loss": trainer.initial_loss_.get("val"),
+                   "best_val_loss": trainer.best_val_loss_, "confidence_calibration": confidence},
+        "chance": {"metrics": chance_metrics(y_test[y_test >= 0], n_classes, seed=config.seed)},
         "manifest": data.manifest_path, "seed": config.seed, "window_s": data.windows.window_s,
+        "calibration": cal,
         "dropped_windows": dict(data.windows.dropped),
     }
 
     if "kd" in config.baselines:
-        _step(on_progress, 5, total, "training the KD baseline (the new encoder as a student)")
-        report["kd"] = run_kd(data.new_encoder, data.old_encoder, head, pair, test,
+        _step(on_progress, 5 + k, total, "training the KD baseline (the new encoder as a student)")
+        report["kd"] = run_kd(data.new_encoder, data.old_encoder, head, pair, test_in,
                               epochs=config.kd_epochs or int(config.bridge["epochs"]), lr=config.kd_lr,
                               batch_size=int(config.bridge["batch_size"]), seed=config.seed,
                               val_fraction=float(config.bridge["val_fraction"]), device=config.device,
-                              should_stop=should_stop)
+                              should_stop=should_stop, calibration=cal, patience=int(config.bridge["patience"]))
 
     report["total_seconds"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(out / "report.json", report)
@@ -325,18 +480,106 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
 
 def run_kd(new_encoder, old_encoder, head, pair, test, *, epochs: int, lr: float = 1e-4, batch_size: int = 16,
            seed: int = 0, val_fraction: float = 0.2, device: str | None = None,
-           should_stop: Callable[[], bool] | None = None, on_progress: ProgressFn | None = None) -> dict:
-    """Distil the old model into the whole new encoder on the same pairs; evaluate on the same test split."""
+           should_stop: Callable[[], bool] | None = None, on_progress: ProgressFn | None = None,
+           calibration: str = "none", patience: int = 0) -> dict:
+    """Distil the old model into the whole new encoder on the same pairs; evaluate on the same test split.
+
+    ``test`` may hold unlabelled windows (label -1): they are predicted (calibration statistics) but not scored.
+    """
     from .baselines.kd import KDStudent
 
     with measure() as usage:
         student = KDStudent(new_encoder, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
-                            val_fraction=val_fraction, device=device)
+                            val_fraction=val_fraction, device=device, calibration=calibration, patience=patience)
         student.fit(old_encoder, head, pair.x_old, pair.x_new, groups=pair.subjects, should_stop=should_stop,
                     on_progress=on_progress)
-    metrics = evaluate_predictions(test.labels(), student.predict_proba(test.x_new), len(test.label_names))
+    proba = student.predict_proba(test.x_new, subjects=test.subjects)
+    metrics = evaluate_predictions(test.labels(), proba, len(test.label_names))
     return {"trainable_params": int(student.trainable_params), "train_seconds": round(usage.seconds, 3),
-            "peak_rss_mb": round(usage.peak_rss_mb, 1), "epochs": epochs, "metrics": metrics}
+            "peak_rss_mb": round(usage.peak_rss_mb, 1), "start_rss_mb": round(usage.start_rss_mb, 1),
+            "epochs": epochs, "epochs_run": len(student.history_),
+            "best_epoch": student.best_epoch_, "metrics": metrics}
+
+
+def assess(config: PipelineConfig, *, n_folds: int = 5, on_progress: ProgressFn | None = None,
+           data: PreparedData | None = None, calibration: str | None = None) -> dict:
+    """``models.assess.assess_old_model`` on the ``train`` split of ``config``'s data.
+
+    Uses the config's old encoder, fine-tuning settings and calibration (``calibration`` overrides it;
+    ``"auto"`` is assessed without calibration and compared with it: see ``resolve_calibration``).
+    ``data`` reuses already prepared windows and encoders. Returns the assessment dict (see there).
+    """
+    from .models.assess import assess_old_model
+
+    data = data if data is not None else prepare_data(config)
+    cal = calibration or config.calibration
+    cal = "none" if cal == "auto" else cal
+    train = data.windows.split("train")
+    return assess_old_model(data.old_encoder, train, n_folds=n_folds, seed=config.seed, calibration=cal,
+                            fine_tune=config.old_finetune, fine_tune_epochs=config.old_finetune_epochs,
+                            fine_tune_lr=config.old_finetune_lr, on_progress=on_progress)
+
+
+def resolve_calibration(config: PipelineConfig, data: PreparedData) -> tuple[str, str | None, dict | None]:
+    """``(calibration, reason, assessment)`` for a run: ``"auto"`` becomes ``"none"`` or ``"subject"``.
+
+    The choice compares the frozen old model with and without per-subject calibration by
+    subject-grouped CV on ``train`` (``models.assess.choose_calibration``; never the test split). The
+    assessment (when ``config.assess_old``) is made with the chosen calibration; when it cannot be
+    made (e.g. one training subject) it holds ``{"error": message}`` and auto calibration stays off.
+    """
+    from .models.assess import assess_old_model, choose_calibration, with_calibration
+
+    cal, note, assessment = config.calibration, None, None
+    if cal == "auto" and config.head:  # a saved head fixes it
+        from .models.heads import TaskHead
+
+        cal, note = TaskHead.load(config.head).calibration, f"as the saved head {config.head}"
+    try:
+        if cal == "auto":
+            if config.assess_old and not config.old_finetune:
+                assessment = assess(config, data=data, calibration="none")
+                cal, note = choose_calibration(assessment)
+                assessment = with_calibration(assessment, cal)  # show the chosen setting first
+            else:  # the frozen comparison alone (cheap: one encoder pass, linear fits)
+                quick = assess_old_model(data.old_encoder, data.windows.split("train"), seed=config.seed,
+                                         calibration="none", handcrafted=False)
+                cal, note = choose_calibration(quick)
+        if config.assess_old and assessment is None:
+            assessment = assess(config, data=data, calibration=cal)
+    except ValueError as exc:  # ConfigError and scikit-learn's refusals of too-small folds: the run goes on
+        if cal == "auto":
+            cal, note = "none", f"cannot compare calibrations ({exc}); calibration off"
+        assessment = {"error": str(exc)} if config.assess_old else None
+    if assessment is not None:
+        assessment["calibration_choice"] = {"requested": config.calibration, "chosen": cal, "reason": note}
+    if note:
+        logger.info("calibration: %s", note)
+    return cal, note, assessment
+
+
+def format_assessment(result: dict) -> str:
+    """The assessment as a few lines of text (for the CLI)."""
+    if "error" in result:
+        return f"old model not assessed: {result['error']}"
+    lines = [f"old model on 'train' ({result['n_windows']} labelled windows, {result['n_subjects']} subjects, "
+             f"{result['n_folds']} subject-grouped folds; calibration {result['calibration']}"
+             f"{', fine-tuned' if result['fine_tuned'] else ''}):",
+             f"  {'model':12s} {'BAcc':>6s} {'± SD':>6s} {'F1-M':>6s}"]
+    for name, key in (("old model", "old_model"), ("hand-crafted", "handcrafted")):
+        r = result.get(key)
+        if r:
+            lines.append(f"  {name:12s} {r['balanced_accuracy']:6.3f} {r['balanced_accuracy_sd']:6.3f} "
+                         f"{r['f1_macro']:6.3f}")
+    for name, r in (result.get("alternatives") or {}).items():
+        lines.append(f"  {'  ' + name:12s} {r['balanced_accuracy']:6.3f} {r['balanced_accuracy_sd']:6.3f} "
+                     f"{r['f1_macro']:6.3f}  (old model)")
+    lines.append(f"  {'chance':12s} {result['chance']:6.3f}")
+    lines.append("  " + result["verdict"])
+    choice = result.get("calibration_choice") or {}
+    if choice.get("requested") == "auto":
+        lines.append(f"  calibration: {choice.get('chosen')} ({choice.get('reason')})")
+    return "\n".join(lines)
 
 
 def register_jobs() -> None:

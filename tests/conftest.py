@@ -11,6 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 SHARED_DATA = Path(os.environ.get("BIOXBRIDGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+# the small demo (10 subjects x 60 s) for every test, module fixtures and subprocesses included;
+# a test that needs the full one sets BIOXBRIDGE_DEMO_SIZE=full itself (monkeypatch)
+os.environ["BIOXBRIDGE_DEMO_SIZE"] = "small"
 
 
 @pytest.fixture(scope="session")

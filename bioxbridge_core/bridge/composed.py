@@ -2,6 +2,11 @@
 
 Needs only new-modality windows: the old encoder is entered at stage l and
 never sees raw old-modality input (its ``prepare`` and stages before l are not run).
+
+With per-subject calibration (a bridge trained with ``calibration="subject"`` and/or a
+calibrating head), ``predict_proba(x_new, subjects=...)`` takes each subject's statistics
+from all of that subject's windows passed in; ``subjects=None`` treats all windows as one
+subject -- for a new upload, its own windows (see ``models.subject_norm``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.base import EncoderAdapter, iter_batches, pool, to_tokens
+from ..models.subject_norm import calibrate
 from .network import Bridge
 
 
@@ -67,30 +73,57 @@ class BridgedModel(nn.Module):
     def _device(self) -> torch.device:
         return self.bridge.A.device
 
+    @property
+    def calibrated(self) -> bool:
+        """True when the bridge input or the head is calibrated per subject."""
+        return self.bridge.input_reference is not None or getattr(self.head, "calibration", "none") == "subject"
+
     def forward(self, x_new: torch.Tensor) -> torch.Tensor:
-        """Logits (B, n_classes) from new-modality windows (B, n_chans, n_times)."""
+        """Logits (B, n_classes) from new-modality windows (B, n_chans, n_times).
+
+        A calibrated model takes its statistics from this batch as one subject; use
+        ``predict_proba`` to calibrate over all of a subject's windows.
+        """
         z = new_features(self.new_encoder, x_new, self.new_pos.index)
-        h = self.bridge(z)
-        last = self.old_encoder.forward_from(h, self.old_pos.index)
-        tokens = to_tokens(last, self.old_encoder.positions[-1].out_layout)
-        return head_logits(self.head, tokens)
+        if self.bridge.input_reference is not None:
+            z = calibrate(z, None, self.bridge.input_reference)
+        last = self.old_encoder.forward_from(self.bridge(z), self.old_pos.index)
+        if hasattr(self.head, "logits_from_pooled"):
+            return self.head.logits_from_pooled(pool(last, self.old_encoder.positions[-1].out_layout))
+        return head_logits(self.head, to_tokens(last, self.old_encoder.positions[-1].out_layout))
 
     @torch.no_grad()
-    def predict_proba(self, x_new: np.ndarray | torch.Tensor, *, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (n_windows, n_classes); needs only the new modality."""
+    def logits(self, x_new: np.ndarray | torch.Tensor, *, subjects=None, batch_size: int = 64) -> torch.Tensor:
+        """Logits (n_windows, n_classes), CPU float32; ``subjects`` = one id per window (None: one subject)."""
         x = self.new_encoder.check_input(x_new, name="x_new")
+        if not self.calibrated or not hasattr(self.head, "logits_from_pooled"):
+            return torch.cat([self(x[sl].to(self._device())).float().cpu() for sl in iter_batches(x.shape[0], batch_size)])
+        dev = self._device()
+        z = torch.cat([new_features(self.new_encoder, x[sl].to(dev), self.new_pos.index)
+                       for sl in iter_batches(x.shape[0], batch_size)])
+        if self.bridge.input_reference is not None:
+            z = calibrate(z, subjects, self.bridge.input_reference)
+        layout = self.old_encoder.positions[-1].out_layout
+        pooled = torch.cat([pool(self.old_encoder.forward_from(self.bridge(z[sl]), self.old_pos.index), layout)
+                            for sl in iter_batches(z.shape[0], batch_size)])
+        return self.head.logits_from_pooled(pooled, subjects).float().cpu()
+
+    def predict_proba(self, x_new: np.ndarray | torch.Tensor, *, subjects=None, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (n_windows, n_classes); needs only the new modality.
+
+        ``subjects``: subject id per window for per-subject calibration (``None``: all windows
+        are one subject, e.g. one upload).
+        """
         was = self.training
         self.eval()
         try:
-            out = [torch.softmax(self(x[sl].to(self._device())), dim=1).float().cpu() for sl in
-                   iter_batches(x.shape[0], batch_size)]
+            return torch.softmax(self.logits(x_new, subjects=subjects, batch_size=batch_size), dim=1).numpy()
         finally:
             self.train(was)
-        return torch.cat(out).numpy()
 
-    def predict(self, x_new: np.ndarray | torch.Tensor, *, batch_size: int = 64) -> np.ndarray:
+    def predict(self, x_new: np.ndarray | torch.Tensor, *, subjects=None, batch_size: int = 64) -> np.ndarray:
         """Predicted class index per window."""
-        return self.predict_proba(x_new, batch_size=batch_size).argmax(axis=1)
+        return self.predict_proba(x_new, subjects=subjects, batch_size=batch_size).argmax(axis=1)
 
     def trainable_params(self) -> int:
         """Parameters trained by bridging (the bridge only)."""

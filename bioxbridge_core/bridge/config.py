@@ -15,6 +15,9 @@ from ..errors import ConfigError
 PROTOTYPE_INITS = ("tokens", "normal")
 LOSSES = ("cosine", "mse", "l1")
 TARGET_NORMS = ("standardise", "none")
+LOSS_ON = ("pooled", "tokens")
+CALIBRATIONS = ("none", "subject")
+SELECT_ON = ("loss", "agreement")
 TARGET_DTYPES = ("float32", "float16")
 
 #: field -> constraint: ("int"|"float", low, high, low_inclusive) or ("option", allowed)
@@ -24,12 +27,17 @@ CONSTRAINTS: dict[str, tuple] = {
     "prototype_init": ("option", PROTOTYPE_INITS),
     "loss": ("option", LOSSES),
     "target_norm": ("option", TARGET_NORMS),
+    "loss_on": ("option", LOSS_ON),
+    "calibration": ("option", CALIBRATIONS),
     "lr": ("float", 0.0, 1.0, False),
     "epochs": ("int", 1, 100_000, True),
     "batch_size": ("int", 1, 1_000_000, True),
     "seed": ("int", 0, 2**32 - 1, True),
     "val_fraction": ("float", 0.0, 0.9, True),
     "feature_batch_size": ("int", 1, 1_000_000, True),
+    "patience": ("int", 0, 100_000, True),
+    "max_params_fraction": ("float", 0.0, 1.0, True),
+    "select_on": ("option", SELECT_ON),
     "target_dtype": ("option", TARGET_DTYPES),
 }
 
@@ -51,10 +59,29 @@ class BridgeConfig:
         cosine ~0.73), so the raw cosine is minimised by predicting that common part and the
         bridge collapses to one class; standardising weights the between-window variation that
         the task head reads (measured in bench/RESULTS.md). Needs no labels.
-    lr : Adam learning rate (constant). Default 1e-3: at CPU scale (tens to thousands of pairs,
-        tens of epochs) 1e-4 under-trains; the paper's 1e-6...1e-4 was for GPU-scale data and
-        50-100 epochs. Overfitting is caught by the best-epoch rule on pair-val (bench/RESULTS.md).
-    epochs : passes over the training pairs.
+    loss_on : ``"pooled"`` (default) compares the last-layer output mean-pooled over tokens -- the
+        vector the old task head reads; ``"tokens"`` compares every token (the paper's flattened
+        loss). See ``bridge.objective`` for why pooled is the default (measured on the demo).
+    calibration : ``"none"`` or ``"subject"``: per-subject calibration of the bridge input and of
+        the pooled target (``bridge.objective``, ``models.subject_norm``). The pipeline sets it
+        from ``PipelineConfig.calibration``.
+    lr : Adam learning rate (constant). Default 3e-3 with batch 32: at CPU scale (tens to thousands
+        of pairs, tens of epochs) 1e-4 under-trains; the paper's 1e-6...1e-4 was for GPU-scale data and
+        50-100 epochs. On the 864-window demo with the pooled loss, batch 32 / lr 3e-3 reached its best
+        pair-val loss at epoch 15 (1.000 BAcc) where batch 16 / lr 1e-3 still improved at epoch 50
+        (0.926); batch 64 / lr 1e-2 never left its zero start. Overfitting is caught by the best-epoch
+        rule on pair-val and early stopping (bench/RESULTS.md).
+    epochs : at most this many passes over the training pairs.
+    patience : stop when the pair-val loss has not improved for this many epochs (0 = never stop
+        early); the best epoch's weights are kept either way.
+    select_on : what picks the best epoch (and drives early stopping) on pair-val: ``"loss"`` (the
+        bridge loss, as METHOD says) or ``"agreement"`` (the share of pair-val windows where the bridged
+        prediction equals the old model's own on the real old window -- label-free; the loss breaks
+        ties; needs the old head, else the loss is used).
+    max_params_fraction : keep the bridge at most this share of the new encoder's parameters (what
+        KD would train) by lowering ``n_prototypes`` (never below 8) once the positions are known
+        (``bridge.config.fit_budget``); 0 = use ``n_prototypes`` as given. The paper's bridges are
+        1-12 % of KD's; B grows with the old layer's tokens (e.g. 190 for 19-channel EEG).
     batch_size : pairs per step.
     seed : seeds initialisation, prototype sampling, the pair-val split and batch order.
     val_fraction : share of subjects (or windows, with one subject) held out to pick the best epoch.
@@ -69,9 +96,14 @@ class BridgeConfig:
     prototype_init: str = "tokens"
     loss: str = "cosine"
     target_norm: str = "standardise"
-    lr: float = 1e-3
+    loss_on: str = "pooled"
+    calibration: str = "none"
+    lr: float = 3e-3
     epochs: int = 50
-    batch_size: int = 16
+    patience: int = 10
+    max_params_fraction: float = 0.04
+    select_on: str = "loss"
+    batch_size: int = 32
     seed: int = 0
     val_fraction: float = 0.2
     feature_batch_size: int = 64
@@ -100,3 +132,25 @@ class BridgeConfig:
         if unknown:
             raise ConfigError(f"BridgeConfig does not know the setting(s) {unknown}; known: {sorted(known)}.")
         return cls(**d)
+
+
+def fit_budget(config: BridgeConfig, *, d_new: int, n_tokens_old: int, d_old: int, new_params: int) -> BridgeConfig:
+    """``config`` with ``n_prototypes`` lowered until the bridge has at most ``max_params_fraction`` x
+    ``new_params`` trainable parameters (``r*d_new + r*Np*N_old + Np*d_old``), never below 8 prototypes.
+
+    Returns ``config`` itself when it already fits or the budget is off (0).
+    """
+    from dataclasses import replace
+
+    if config.max_params_fraction <= 0:
+        return config
+    budget = config.max_params_fraction * new_params
+    r = config.rank
+
+    def count(n_p: int) -> int:
+        return r * d_new + r * n_p * n_tokens_old + n_p * d_old
+
+    if count(config.n_prototypes) <= budget:
+        return config
+    n_p = int((budget - r * d_new) // max(r * n_tokens_old + d_old, 1))
+    return replace(config, n_prototypes=max(8, min(config.n_prototypes, n_p)))

@@ -16,6 +16,7 @@ from torch import nn
 from .._check import check_option
 from ..errors import ConfigError
 from ..models.base import LAYOUTS, Position, from_tokens
+from ..models.subject_norm import Reference
 from .config import BridgeConfig
 
 
@@ -60,8 +61,35 @@ class Bridge(nn.Module):
             raise ConfigError(f"new position '{new_pos.name}' has no (tokens, width) output: {new_pos.out_shape}.")
         if old_pos.in_tokens < 1:
             raise ConfigError(f"old position '{old_pos.name}' has no (tokens, width) input: {old_pos.in_shape}.")
-        return cls(new_pos.out_width, old_pos.in_tokens, old_pos.in_width, rank=config.rank,
-                   n_prototypes=config.n_prototypes, out_layout=old_pos.in_layout, seed=config.seed)
+        bridge = cls(new_pos.out_width, old_pos.in_tokens, old_pos.in_width, rank=config.rank,
+                     n_prototypes=config.n_prototypes, out_layout=old_pos.in_layout, seed=config.seed)
+        if config.calibration == "subject":  # placeholders, filled by training or by loading the weights
+            bridge.set_input_reference(Reference(torch.zeros(bridge.d_new), torch.ones(bridge.d_new)))
+        return bridge
+
+    def set_input_reference(self, reference: Reference) -> "Bridge":
+        """Keep the reference statistics of per-subject input calibration as buffers (saved, not trained).
+
+        ``reference.mean``/``.std``: shape ``(d_new,)``.
+        """
+        mean, std = torch.as_tensor(reference.mean).float(), torch.as_tensor(reference.std).float()
+        if mean.shape != (self.d_new,) or std.shape != (self.d_new,):
+            raise ConfigError(f"input reference must have shape ({self.d_new},); got {tuple(mean.shape)}.")
+        device = self.A.device
+        if "input_mean" in self._buffers:
+            self.input_mean.copy_(mean.to(device))
+            self.input_std.copy_(std.to(device))
+        else:
+            self.register_buffer("input_mean", mean.to(device))
+            self.register_buffer("input_std", std.to(device))
+        return self
+
+    @property
+    def input_reference(self) -> Reference | None:
+        """Reference statistics for per-subject calibration of the input, or None (no calibration)."""
+        if "input_mean" not in self._buffers:
+            return None
+        return Reference(self.input_mean, self.input_std)
 
     @torch.no_grad()
     def init_prototypes(self, tokens: torch.Tensor | np.ndarray, *, seed: int = 0) -> "Bridge":
@@ -102,8 +130,11 @@ class Bridge(nn.Module):
 
     def dims(self) -> dict:
         """JSON-ready shape description (to rebuild or check a saved bridge)."""
-        return {"d_new": self.d_new, "n_tokens_old": self.n_tokens_old, "d_old": self.d_old, "rank": self.rank,
-                "n_prototypes": self.n_prototypes, "out_layout": self.out_layout}
+        d = {"d_new": self.d_new, "n_tokens_old": self.n_tokens_old, "d_old": self.d_old, "rank": self.rank,
+             "n_prototypes": self.n_prototypes, "out_layout": self.out_layout}
+        if self.input_reference is not None:
+            d["input_calibration"] = "subject"
+        return d
 
     def extra_repr(self) -> str:
         return (f"d_new={self.d_new}, N_old={self.n_tokens_old}, d_old={self.d_old}, r={self.rank}, "

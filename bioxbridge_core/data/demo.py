@@ -38,22 +38,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .._check import check_option
 from .._io import atomic_write_json, read_json
+from ..errors import ConfigError
 from .manifest import write_manifest
 from .recording import Recording
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("ecg-ppg", "eeg-ecg")
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 SFREQ = 250.0
-DURATION_S = 60.0
-N_SUBJECTS = 10
+#: size -> (subjects, seconds per recording). ``"full"`` is what users see first; ``"small"`` keeps
+#: unit tests fast. ``$BIOXBRIDGE_DEMO_SIZE`` sets the default (the test suite sets ``small``).
+SIZES = {"full": (16, 180.0), "small": (10, 60.0)}
+N_SUBJECTS, DURATION_S = SIZES["small"]
 EEG_CHANNELS = ("EEG Fp1", "EEG Fp2", "EEG C3", "EEG C4", "EEG P3", "EEG P4", "EEG O1", "EEG O2")
 #: class -> (heart rate bpm, relative HRV, breathing Hz, pulse transit time factor, noise factor)
 ECG_PPG_CLASSES = {
@@ -147,12 +151,12 @@ def _subject_traits(seed: int, subject: int) -> dict:
     }
 
 
-def _simulate_ecg_ppg(seed: int, subject: int, label: str) -> Recording:
+def _simulate_ecg_ppg(seed: int, subject: int, label: str, duration_s: float) -> Recording:
     hr, hrv, resp, ptt_f, noise_f = ECG_PPG_CLASSES[label]
     tr = _subject_traits(seed, subject)
     rng = np.random.default_rng([seed, subject, list(ECG_PPG_CLASSES).index(label)])
-    t = np.arange(int(DURATION_S * SFREQ)) / SFREQ
-    beats = _beats(rng, DURATION_S, hr + tr["hr_offset"] + rng.normal(0, 2.0), hrv, resp)
+    t = np.arange(int(duration_s * SFREQ)) / SFREQ
+    beats = _beats(rng, duration_s, hr + tr["hr_offset"] + rng.normal(0, 2.0), hrv, resp)
     resp_wave = np.sin(2 * np.pi * resp * t + rng.uniform(0, 2 * np.pi))
     noise = tr["noise"] * noise_f
     ecg = (_ecg(t, beats, tr) * (1 + 0.05 * resp_wave) + 0.06 * resp_wave
@@ -160,7 +164,7 @@ def _simulate_ecg_ppg(seed: int, subject: int, label: str) -> Recording:
     ppg = _ppg(t, beats, tr["ptt_s"] * ptt_f, tr["diastolic"] * (1.1 - 0.3 * (ptt_f < 1)))
     ppg = ppg * (1 + 0.1 * resp_wave) + 0.15 * resp_wave + 0.03 * noise * rng.standard_normal(len(t))
     if label == "exercise":  # a few motion bursts
-        for c in rng.uniform(2, DURATION_S - 2, size=3):
+        for c in rng.uniform(2, duration_s - 2, size=max(1, round(3 * duration_s / 60))):
             ppg += 0.4 * _gauss(t, c, 0.4) * np.sin(2 * np.pi * 1.7 * t)
     ppg = tr["ppg_gain"] * ppg + tr["ppg_offset"]
     return Recording(data=np.stack([ecg, ppg]).astype(np.float32), sfreq=SFREQ, ch_names=["ECG", "PPG PLETH"],
@@ -168,10 +172,10 @@ def _simulate_ecg_ppg(seed: int, subject: int, label: str) -> Recording:
                      subject=f"sub{subject:02d}")
 
 
-def _simulate_eeg_ecg(seed: int, subject: int, label: str) -> Recording:
+def _simulate_eeg_ecg(seed: int, subject: int, label: str, duration_s: float) -> Recording:
     tr = _subject_traits(seed, subject)
     rng = np.random.default_rng([seed, subject, 100 + list(EEG_ECG_CLASSES).index(label)])
-    n = int(DURATION_S * SFREQ)
+    n = int(duration_s * SFREQ)
     t = np.arange(n) / SFREQ
     task = label == "task"
     # spatial weights per channel: Fp1 Fp2 C3 C4 P3 P4 O1 O2
@@ -184,7 +188,7 @@ def _simulate_eeg_ecg(seed: int, subject: int, label: str) -> Recording:
     beta = _oscillation(rng, t, 20.0, 1.0) * tr["eeg_amp"] * (0.7 if task else 0.25)
     eeg = eeg + posterior[:, None] * alpha + frontal[:, None] * theta + 0.6 * beta
     eeg += 0.5 * tr["noise"] * rng.standard_normal(eeg.shape)
-    beats = _beats(rng, DURATION_S, EEG_ECG_CLASSES[label] + tr["hr_offset"] + rng.normal(0, 2.0),
+    beats = _beats(rng, duration_s, EEG_ECG_CLASSES[label] + tr["hr_offset"] + rng.normal(0, 2.0),
                    0.4 if task else 1.0, 0.3 if task else 0.25)
     ecg = _ecg(t, beats, tr) + 0.05 * np.sin(2 * np.pi * 0.25 * t) + 0.015 * tr["noise"] * rng.standard_normal(n)
     data = np.vstack([eeg, ecg[None]]).astype(np.float32)
@@ -193,12 +197,23 @@ def _simulate_eeg_ecg(seed: int, subject: int, label: str) -> Recording:
                      start_time=_START, subject=f"sub{subject:02d}")
 
 
-def simulate(kind: str, *, seed: int = 0, subject: int = 0, label: str = "rest") -> Recording:
-    """One simulated recording of ``kind`` for ``subject`` and class ``label`` (deterministic)."""
+def simulate(kind: str, *, seed: int = 0, subject: int = 0, label: str = "rest",
+             duration_s: float = DURATION_S) -> Recording:
+    """One simulated recording of ``kind`` for ``subject`` and class ``label``, ``duration_s`` long (deterministic)."""
     check_option("kind", kind, KINDS, owner="demo")
     classes = ECG_PPG_CLASSES if kind == "ecg-ppg" else EEG_ECG_CLASSES
     check_option("label", label, tuple(classes), owner=f"demo {kind}")
-    return (_simulate_ecg_ppg if kind == "ecg-ppg" else _simulate_eeg_ecg)(int(seed), int(subject), label)
+    if not 10.0 <= float(duration_s) <= 3600.0:
+        raise ConfigError(f"demo duration_s must be 10-3600 s, got {duration_s!r}.")
+    fn = _simulate_ecg_ppg if kind == "ecg-ppg" else _simulate_eeg_ecg
+    return fn(int(seed), int(subject), label, float(duration_s))
+
+
+def default_size() -> str:
+    """The demo size used when none is given: ``$BIOXBRIDGE_DEMO_SIZE`` or ``"full"``."""
+    size = os.environ.get("BIOXBRIDGE_DEMO_SIZE", "full") or "full"
+    check_option("BIOXBRIDGE_DEMO_SIZE", size, tuple(SIZES), owner="demo")
+    return size
 
 
 # -- the dataset ----------------------------------------------------------------------------------
@@ -216,24 +231,32 @@ def _complete(folder: Path) -> Path | None:
     return folder / info["manifest"] if ok and (folder / info["manifest"]).is_file() else None
 
 
-def demo_manifest(kind: str = "ecg-ppg", *, seed: int = 0, root: str | Path | None = None) -> Path:
+def demo_manifest(kind: str = "ecg-ppg", *, seed: int = 0, root: str | Path | None = None,
+                  size: str | None = None) -> Path:
     """Path of the demo manifest CSV for ``kind``, generating the files on first use.
 
     Parameters
     ----------
     kind : ``"ecg-ppg"`` (old ECG -> new PPG, 3 classes) or ``"eeg-ecg"`` (old EEG -> new ECG, 2 classes).
     seed : seed of the simulation (different seeds give different subjects).
-    root : base folder (default ``cache_dir("demo")``); files go to ``root/kind/seed<seed>``.
+    root : base folder (default ``cache_dir("demo")``); files go to ``root/kind/seed<seed>``
+        (``seed<seed>-small`` for the small size).
+    size : ``"full"`` (16 subjects x 180 s per class: 864 windows of 10 s) or ``"small"``
+        (10 x 60 s: 180 windows); default ``default_size()``.
 
     The manifest leaves ``split`` empty, so ``read_manifest(path, seed=...)`` splits subjects.
     """
     check_option("kind", kind, KINDS, owner="demo_manifest")
+    size = default_size() if size is None else size
+    check_option("size", size, tuple(SIZES), owner="demo_manifest")
+    n_subjects, duration_s = SIZES[size]
+    leaf = f"seed{int(seed)}" + ("" if size == "full" else f"-{size}")
     if root is None:
         from ..paths import cache_dir
 
-        folder = cache_dir("demo", kind, f"seed{int(seed)}")
+        folder = cache_dir("demo", kind, leaf)
     else:
-        folder = Path(root).expanduser() / kind / f"seed{int(seed)}"
+        folder = Path(root).expanduser() / kind / leaf
         folder.mkdir(parents=True, exist_ok=True)
     found = _complete(folder)
     if found is not None:
@@ -242,9 +265,9 @@ def demo_manifest(kind: str = "ecg-ppg", *, seed: int = 0, root: str | Path | No
 
     classes = list(ECG_PPG_CLASSES if kind == "ecg-ppg" else EEG_ECG_CLASSES)
     rows, files = [], {}
-    for s in range(N_SUBJECTS):
+    for s in range(n_subjects):
         for label in classes:
-            rec = simulate(kind, seed=seed, subject=s, label=label)
+            rec = simulate(kind, seed=seed, subject=s, label=label, duration_s=duration_s)
             name = f"sub{s:02d}_{label}.edf"
             write_recording(rec, folder / name)
             files[name] = (folder / name).stat().st_size
@@ -256,6 +279,7 @@ def demo_manifest(kind: str = "ecg-ppg", *, seed: int = 0, root: str | Path | No
     files[manifest.name] = manifest.stat().st_size
     atomic_write_json(folder / "demo.json", {"kind": kind, "seed": int(seed), "version": DEMO_VERSION,
                                             "manifest": manifest.name, "files": files,
-                                            "sfreq": SFREQ, "duration_s": DURATION_S, "classes": classes})
-    logger.info("Wrote demo %s (seed %d) to %s", kind, seed, folder)
+                                            "sfreq": SFREQ, "duration_s": duration_s, "size": size,
+                                            "n_subjects": n_subjects, "classes": classes})
+    logger.info("Wrote demo %s (seed %d, %s) to %s", kind, seed, size, folder)
     return manifest

@@ -2,7 +2,10 @@
 
 ``bridge.safetensors`` + ``head.safetensors`` + ``bundle.json`` (both encoders'
 names and channel names, positions, label names, window/step seconds, the
-preprocessing dict and the BridgeConfig). Weights load only via safetensors.
+preprocessing dict and the BridgeConfig). When the old encoder was fine-tuned,
+``old_layers.safetensors`` holds its stages from the write position l on (the
+only ones prediction runs); loading applies them over the registry's encoder.
+Weights load only via safetensors.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from ..errors import RunError
 from . import schema as S
 
 REQUIRED = ("old_encoder", "new_encoder", "old_position", "new_position", "label_names", "window_s")
+OLD_LAYERS = "old_layers.safetensors"
 OPTIONAL = {"old_ch_names": None, "new_ch_names": None, "step_s": None, "preprocessing": {}}
 
 
@@ -24,7 +28,8 @@ def save_bundle(run_dir: str | Path, bridge, head, config: dict[str, Any]) -> Pa
 
     ``config`` needs ``old_encoder``, ``new_encoder`` (registry names), ``old_position``, ``new_position``,
     ``label_names``, ``window_s`` and ``bridge_config`` (BridgeConfig or dict); optionally ``old_ch_names``,
-    ``new_ch_names``, ``step_s``, ``preprocessing`` and any extra JSON-ready keys.
+    ``new_ch_names``, ``step_s``, ``preprocessing``, ``old_layers`` (tensors of a fine-tuned old
+    encoder's stages from l on, ``models.heads.stage_state``) and any extra JSON-ready keys.
     """
     from ..bridge.config import BridgeConfig
     from ..training.trainer import save_bridge
@@ -44,7 +49,10 @@ def save_bundle(run_dir: str | Path, bridge, head, config: dict[str, Any]) -> Pa
         atomic_save_safetensors(head_path, head.state_dict(),
                                 metadata={"label_names": json.dumps(list(config["label_names"]))})
         head_format = "state_dict"
-    body = {**OPTIONAL, **{k: v for k, v in config.items() if k != "bridge_config"}}
+    body = {**OPTIONAL, **{k: v for k, v in config.items() if k not in ("bridge_config", "old_layers")}}
+    if config.get("old_layers"):
+        atomic_save_safetensors(run_dir / OLD_LAYERS, dict(config["old_layers"]))
+        body["old_layers"] = OLD_LAYERS
     body.update(bridge_config=bcfg.to_dict(), bridge_dims=bridge.dims(), head_format=head_format,
                 label_names=[str(n) for n in config["label_names"]],
                 bridge_params=int(bridge.n_params()))
@@ -84,6 +92,15 @@ def load_bundle(run_dir: str | Path, device: str | None = None, *,
         encoder_loader = functools.partial(load_encoder, window_s=float(info["window_s"]))
     new_enc = encoder_loader(info["new_encoder"], device=dev, ch_names=info.get("new_ch_names"))
     old_enc = encoder_loader(info["old_encoder"], device=dev, ch_names=info.get("old_ch_names"))
+    if info.get("old_layers"):  # the fine-tuned old stages from l on
+        from ..errors import EncoderError
+        from ..models.heads import load_stage_state
+
+        path = run_dir / str(info["old_layers"])
+        try:
+            load_stage_state(old_enc, {k: v.to(dev) for k, v in load_safetensors(path).items()}, source=str(path))
+        except (OSError, EncoderError) as exc:
+            raise RunError(f"{path}: cannot load the fine-tuned old layers ({exc}).") from exc
     bcfg = BridgeConfig.from_dict(info["bridge_config"])
     bridge = Bridge.from_positions(new_enc.position(info["new_position"]), old_enc.position(info["old_position"]), bcfg)
     if bridge.dims() != info.get("bridge_dims", bridge.dims()):

@@ -37,13 +37,14 @@ from ..bridge.config import BridgeConfig
 from ..bridge.network import Bridge
 from ..device import resolve_device
 from ..errors import ConfigError, NotFittedError, RunError, StopRequested
-from ..models.base import EncoderAdapter, to_tokens
+from ..models.base import EncoderAdapter
 from ..runs import schema as S
 from ..runs.store import write_history, write_status
 from . import checkpoint as ckpt
 from .cache import BridgeCache, compute_cache, streaming_target_stats
 from .callbacks import StopCheck
 from .split import pair_val_split
+from ..bridge.objective import BridgeObjective
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class BridgeTrainer:
             "old_encoder": old_encoder.encoder_name, "new_encoder": new_encoder.encoder_name,
             "old_position": old_pos.name, "new_position": new_pos.name, "n_pairs": len(x_old),
             "data": _digest(x_old, x_new, val_idx),
-            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "feature_batch_size")},
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "feature_batch_size", "patience")},
         }
         resume = ckpt.load_checkpoint(run_dir) if run_dir is not None else None
         if resume is not None and resume[0].get("fingerprint") != fingerprint:
@@ -195,6 +196,7 @@ class BridgeTrainer:
                            f"({', '.join(diff)}); use a new run folder or delete its checkpoint.")
 
         flags = (_frozen(old_encoder), _frozen(new_encoder))
+        self._groups = groups  # subjects of the pairs (per-subject calibration, bridge.objective)
         try:
             with dist.main_first():  # rank 0 fills the disk cache; the others then read it
                 cache = compute_cache(
@@ -248,6 +250,10 @@ class BridgeTrainer:
                 f"{old_encoder.encoder_name}: its last layer gives {last_shape} per window at the "
                 f"{old_encoder.spec.window_s:g} s its positions were found at, but the cached targets are "
                 f"{tuple(cache.target.shape[1:])}; load it with load_encoder(..., window_s=<window in use>).")
+        last_layout = old_encoder.positions[-1].out_layout
+        objective = BridgeObjective(cfg, last_layout)  # pooled / calibrated views of z and the targets
+        cache = objective.prepare(cache, getattr(self, "_groups", None), train_idx)
+        objective.attach(bridge)
         stats = None
         if cfg.target_norm == "standardise":
             stats = tuple(t.to(device) for t in streaming_target_stats(cache, train_idx))
@@ -255,9 +261,8 @@ class BridgeTrainer:
         l_idx = old_pos.index
 
         def predict(idx: np.ndarray, net: torch.nn.Module = bridge) -> torch.Tensor:
-            return old_encoder.forward_from(net(cache.rows("z", idx, device)), l_idx)
+            return objective.view(old_encoder.forward_from(net(cache.rows("z", idx, device)), l_idx))
 
-        last_layout = old_encoder.positions[-1].out_layout
         if head is not None:
             head.to(device)
 
@@ -267,7 +272,7 @@ class BridgeTrainer:
             equals the old model's own (one pass for both)."""
             if len(idx) == 0:
                 return None, None
-            total, same = 0.0, 0
+            total, same, pooled = 0.0, 0.0, []
             step = max(cfg.batch_size, cfg.feature_batch_size)
             mine_rows = dist.split_rows(idx)  # each rank scores its share; sums are added over ranks
             for s in range(0, len(mine_rows), step):
@@ -275,8 +280,9 @@ class BridgeTrainer:
                 pred, target = predict(b), cache.rows("target", b, device)
                 total += float(per_sample_loss(pred, target, cfg.loss, stats).sum())
                 if head is not None:
-                    mine = head(to_tokens(pred, last_layout)).argmax(dim=1)
-                    same += int((mine == head(to_tokens(target, last_layout)).argmax(dim=1)).sum())
+                    pooled.append(pred if objective.pooled else objective.pool(pred))
+            if head is not None and len(mine_rows):  # calibrated heads see all of a rank's rows at once
+                same = objective.agreement(head, torch.cat(pooled), mine_rows) * len(mine_rows)
             total, same = (float(v) for v in dist.all_reduce_sum(torch.tensor([total, float(same)],
                                                                               dtype=torch.float64)))
             return total / len(idx), (same / len(idx) if head is not None else None)
@@ -349,6 +355,8 @@ class BridgeTrainer:
                     row["val_agreement"] = val_agreement
                 history.append(row)
                 score = val_loss if val_loss is not None else row["train_loss"]
+                if cfg.select_on == "agreement" and val_agreement is not None:
+                    score = (1.0 - val_agreement) + 1e-3 * score  # agreement first, loss breaks ties
                 if score < best_score:
                     best_score, best_epoch = score, epoch
                     best_state = copy.deepcopy(bridge.state_dict())
@@ -364,6 +372,10 @@ class BridgeTrainer:
                     on_epoch(dict(row, best_epoch=best_epoch))
                 logger.info("epoch %d/%d: train %.5f, val %s (%.1f s)", epoch, cfg.epochs, row["train_loss"],
                             "n/a" if val_loss is None else f"{val_loss:.5f}", row["seconds"])
+                if cfg.patience and best_epoch is not None and epoch - best_epoch >= cfg.patience:
+                    logger.info("early stop: pair-val score has not improved for %d epochs (best epoch %d)",
+                                cfg.patience, best_epoch)
+                    break
         except StopRequested as exc:
             self.stopped_ = True
             done = history[-1]["epoch"] if history else 0

@@ -10,7 +10,7 @@ import pytest
 
 from bioxbridge_core.errors import ConfigError
 from bioxbridge_core.spec import SignalSpec
-from bioxbridge_core.data.demo import ECG_PPG_CLASSES, EEG_ECG_CLASSES, N_SUBJECTS, demo_manifest
+from bioxbridge_core.data.demo import ECG_PPG_CLASSES, EEG_ECG_CLASSES, N_SUBJECTS, SIZES, demo_manifest
 from bioxbridge_core.data.manifest import read_manifest
 from bioxbridge_core.data.pairing import make_paired_windows
 from bioxbridge_core.data.readers import read_recording
@@ -35,14 +35,14 @@ def _pulse_rate(x, sfreq):
 def ecg_ppg(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     t0 = time.perf_counter()
-    path = demo_manifest("ecg-ppg", seed=0, root=root)
+    path = demo_manifest("ecg-ppg", seed=0, root=root, size="small")
     return path, time.perf_counter() - t0, root
 
 
 def test_ecg_ppg_generates_fast_and_reads_back(ecg_ppg):
     path, seconds, root = ecg_ppg
     assert seconds < 10, f"generation took {seconds:.2f} s"
-    assert path == root / "ecg-ppg" / "seed0" / "manifest.csv"
+    assert path == root / "ecg-ppg" / "seed0-small" / "manifest.csv"  # the suite uses the small demo
     m = read_manifest(path, seed=0)
     assert len(m) == N_SUBJECTS * len(ECG_PPG_CLASSES), f"generation took {seconds:.2f} s"
     assert m.label_names == sorted(ECG_PPG_CLASSES)
@@ -79,7 +79,7 @@ def test_reuse_regenerate_and_determinism(ecg_ppg, tmp_path):
     path, _, root = ecg_ppg
     before = {p.name: p.stat().st_mtime_ns for p in path.parent.iterdir()}
     t0 = time.perf_counter()
-    assert demo_manifest("ecg-ppg", seed=0, root=root) == path
+    assert demo_manifest("ecg-ppg", seed=0, root=root, size="small") == path
     assert time.perf_counter() - t0 < 0.5
     assert {p.name: p.stat().st_mtime_ns for p in path.parent.iterdir()} == before
     # an identical second copy, seed for seed
@@ -100,7 +100,10 @@ def test_default_location_is_cache(monkeypatch):
     from bioxbridge_core.paths import cache_dir
 
     path = demo_manifest("eeg-ecg", seed=3)
-    assert path.parent == cache_dir("demo", "eeg-ecg", "seed3")
+    assert path.parent == cache_dir("demo", "eeg-ecg", "seed3-small")
+    monkeypatch.setenv("BIOXBRIDGE_DEMO_SIZE", "huge")
+    with pytest.raises(ConfigError, match="BIOXBRIDGE_DEMO_SIZE"):
+        demo_manifest("eeg-ecg", seed=3)
     with pytest.raises(ConfigError, match="kind"):
         demo_manifest("ppg-emg")
 
@@ -131,3 +134,22 @@ def test_eeg_ecg_classes_differ_in_alpha_and_heart_rate(tmp_path):
     pw = make_paired_windows(m, old_spec=SignalSpec("EEG", 100.0, 10.0, n_chans=8),
                              new_spec=SignalSpec("ECG", 100.0, 10.0), cache=False)
     assert pw.x_old.shape[1:] == (8, 1000) and pw.dropped == {}
+
+
+def test_full_demo_is_several_hundred_pairs_and_quick(tmp_path):
+    """The demo users see first: 16 subjects x 3 classes x 180 s, 10 s windows, in a few seconds."""
+    t0 = time.perf_counter()
+    path = demo_manifest("ecg-ppg", seed=0, root=tmp_path, size="full")
+    seconds = time.perf_counter() - t0
+    assert seconds < 15, f"generation took {seconds:.2f} s"
+    n_subjects, duration = SIZES["full"]
+    m = read_manifest(path, seed=0)
+    assert len(m) == n_subjects * len(ECG_PPG_CLASSES) and path.parent.name == "seed0"
+    pw = make_paired_windows(m, old_spec=SignalSpec("ECG", 100.0, 10.0), new_spec=SignalSpec("PPG", 50.0, 10.0),
+                             cache=False)
+    counts = pw.counts()
+    assert len(pw) == n_subjects * len(ECG_PPG_CLASSES) * int(duration // 10)
+    n_pair = sum(int(counts.loc[s].sum()) for s in ("pair", "val") if s in counts.index)
+    assert n_pair >= 300, counts  # several hundred pair windows
+    with pytest.raises(ConfigError, match="size"):
+        demo_manifest("ecg-ppg", root=tmp_path, size="medium")

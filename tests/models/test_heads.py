@@ -104,3 +104,60 @@ def test_bad_inputs(encoder, trained):
     ppg = load_encoder("builtin:ppg", device="cpu", pretrained=False)
     with pytest.raises(EncoderError, match="256"):
         trained.predict_proba(ppg, simulate(1, seed=0, sfreq=50.0, n_times=500)[0])
+
+
+def _within_subject_task(seed: int, n_subjects: int = 6, per_class: int = 6):
+    """The class changes the signal frequency a little; subjects differ a lot more (amplitude + frequency)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1000) / 100.0
+    xs, ys, gs = [], [], []
+    for s in range(n_subjects):
+        base = rng.uniform(1.0, 6.0)
+        for c in (0, 1):
+            for _ in range(per_class):
+                f = base * (1.0 + 0.25 * c)
+                x = np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) + 0.3 * rng.standard_normal(t.size)
+                xs.append(x)
+                ys.append(c)
+                gs.append(f"s{seed}_{s}")
+    return np.asarray(xs, dtype=np.float32)[:, None, :], np.asarray(ys), np.asarray(gs)
+
+
+def test_subject_calibration_helps_when_the_label_is_a_within_subject_change(encoder, tmp_path):
+    x, y, g = _within_subject_task(0)
+    xt, yt, gt = _within_subject_task(1)
+    y_mixed = y.copy()
+    y_mixed[::5] = -1  # unlabelled windows count for the statistics only
+    plain = train_task_head(encoder, x, y, groups=g)
+    cal = train_task_head(encoder, x, y_mixed, groups=g, calibration="subject")
+    assert cal.calibration == "subject" and cal.reference is not None
+    m_plain = evaluate_head(encoder, plain, xt, yt, subjects=gt)
+    m_cal = evaluate_head(encoder, cal, xt, yt, subjects=gt)
+    assert m_cal["balanced_accuracy"] > m_plain["balanced_accuracy"] + 0.05
+    assert m_cal["balanced_accuracy"] > 0.7
+    loaded = TaskHead.load(cal.save(tmp_path / "cal"))
+    assert loaded.calibration == "subject"
+    np.testing.assert_allclose(loaded.predict_proba(encoder, xt, subjects=gt),
+                               cal.predict_proba(encoder, xt, subjects=gt), atol=1e-6)
+    with pytest.raises(ConfigError, match="groups"):
+        train_task_head(encoder, x, y, calibration="subject")
+
+
+def test_fine_tuned_layers_round_trip_into_a_fresh_encoder():
+    from bioxbridge_core.models.heads import load_stage_state, stage_state
+
+    enc = load_encoder("builtin:ppg", device="cpu", pretrained=False)
+    x, y = simulate(4, seed=7, sfreq=50.0, n_times=500)
+    head = train_task_head(enc, x, y, fine_tune=True, epochs=1)
+    assert head.fine_tuned
+    last = enc.positions[-2].name
+    saved = stage_state(enc, last)
+    assert saved and all(k.startswith(tuple(p.name + "." for p in enc.positions[-2:])) for k in saved)
+    fresh = load_encoder("builtin:ppg", device="cpu", pretrained=False)
+    h = torch.randn(2, *enc.position(last).in_shape)
+    with torch.no_grad():
+        assert not torch.allclose(fresh.forward_from(h, last), enc.forward_from(h, last))
+        load_stage_state(fresh, saved)
+        torch.testing.assert_close(fresh.forward_from(h, last), enc.forward_from(h, last))
+    with pytest.raises(EncoderError, match="no stage"):
+        load_stage_state(fresh, {"nowhere.weight": torch.zeros(1)})

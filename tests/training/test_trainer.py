@@ -222,7 +222,7 @@ def test_standardised_loss_ignores_what_every_window_shares():
 
 
 def test_target_norm_none_is_the_papers_raw_loss(data):
-    tr_raw = _fit(data, BridgeConfig(epochs=2, batch_size=8, seed=1, target_norm="none"))
+    tr_raw = _fit(data, BridgeConfig(epochs=2, batch_size=8, seed=1, target_norm="none", loss_on="tokens"))
     x_old, _, _, _ = data
     enc = tokens_encoder()
     with torch.no_grad():
