@@ -11,6 +11,11 @@ real old signal of those pairs, so no label is needed. The calibrated confidence
 estimates *how likely the old model, given the old signal, would have said the same*; it
 does not include the old model's own errors (see its held-out score for those).
 
+The targets are smoothed by ``eps = 1 / (n + 2)`` (Laplace's rule of succession: after n agreements in
+n windows, the chance that the next one agrees is (n + 1) / (n + 2)). Without it, a bridge that agrees
+with the old model on every calibration window drives T towards 0 and every prediction, wrong ones
+included, to a confidence of 1.00 -- the opposite of calibrated.
+
 Why our own fit: scikit-learn offers temperature scaling only through
 ``CalibratedClassifierCV`` around a scikit-learn estimator (its ``_TemperatureScaling`` is
 private); we hold logits of a PyTorch model, so the one-parameter fit is done with
@@ -61,28 +66,43 @@ def apply_temperature(logits: Any, temperature: float = 1.0) -> np.ndarray:
     return softmax(z / float(temperature), axis=1)
 
 
-def _nll(z: np.ndarray, y: np.ndarray, temperature: float) -> float:
+def _nll(z: np.ndarray, y: np.ndarray, temperature: float, eps: float = 0.0) -> float:
+    """Mean cross-entropy of ``softmax(z / T)`` against one-hot ``y`` smoothed by ``eps``."""
     from scipy.special import log_softmax
 
-    return float(-log_softmax(z / temperature, axis=1)[np.arange(len(y)), y].mean())
+    logp = log_softmax(z / temperature, axis=1)
+    own = logp[np.arange(len(y)), y]
+    if eps <= 0:
+        return float(-own.mean())
+    k = z.shape[1]
+    others = (logp.sum(axis=1) - own) / (k - 1)
+    return float(-((1.0 - eps) * own + eps * others).mean())
 
 
-def fit_temperature(logits: Any, targets: Any, *, bounds: tuple[float, float] = T_BOUNDS) -> float:
-    """The temperature minimising the mean negative log-likelihood of ``targets``.
+def smoothing(n: int) -> float:
+    """Target smoothing for ``n`` calibration windows: ``1 / (n + 2)`` (rule of succession)."""
+    return 1.0 / (n + 2)
+
+
+def fit_temperature(logits: Any, targets: Any, *, bounds: tuple[float, float] = T_BOUNDS,
+                    eps: float | None = None) -> float:
+    """The temperature minimising the mean cross-entropy against ``targets`` (smoothed by ``eps``).
 
     Parameters
     ----------
     logits : array, shape (n_windows, n_classes).
     targets : int array, shape (n_windows,): the class each window should get.
     bounds : search range of T (the optimum is clipped to it).
+    eps : target smoothing (default ``smoothing(n)``; 0 gives the plain NLL fit of Guo et al.).
     """
     z, y = _check(logits, targets)
     if len(y) == 0:
         raise ConfigError("no windows to fit a temperature on.")
     from scipy.optimize import minimize_scalar
 
+    e = smoothing(len(y)) if eps is None else float(eps)
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    res = minimize_scalar(lambda t: _nll(z, y, float(np.exp(t))), bounds=(lo, hi), method="bounded",
+    res = minimize_scalar(lambda t: _nll(z, y, float(np.exp(t)), e), bounds=(lo, hi), method="bounded",
                           options={"xatol": 1e-4})
     return float(np.exp(res.x))
 
@@ -174,6 +194,7 @@ def calibrate_bridge(model: Any, old_encoder: Any, head: Any, x_old: np.ndarray,
     if len(x_new) == 0:
         return calibrate(np.zeros((0, max(2, int(getattr(head, "n_classes", 2))))), np.zeros(0, dtype=np.int64))
     if targets is None:
-        targets = head.predict(old_encoder, x_old, batch_size=batch_size)
+        kw = {"subjects": subjects} if subjects is not None else {}
+        targets = head.predict(old_encoder, x_old, batch_size=batch_size, **kw)
     targets = np.asarray(targets, dtype=np.int64)
     return calibrate(predict_logits(model, x_new, subjects=subjects, batch_size=batch_size), targets)

@@ -300,7 +300,7 @@ def bridge_job(ctx: JobContext) -> str:
         head = TaskHead.load(cfg["head"])
         # what a bridge that always says the old model's most common class would agree on (shown live)
         _, val_idx = pair_val_split(len(pw), pw.subjects, bcfg.val_fraction, seed=bcfg.seed)
-        val_targets = head.predict(old, pw.x_old[val_idx]) if len(val_idx) else None
+        val_targets = head.predict(old, pw.x_old[val_idx], subjects=pw.subjects[val_idx]) if len(val_idx) else None
         metrics["bridge"].update(agreement_chance=majority_share(val_targets) if val_targets is not None else None,
                                  n_val=int(len(val_idx)))
         write_metrics(ctx.run.path, metrics)
@@ -389,7 +389,8 @@ def _evaluate_on_test(ctx: JobContext, cfg: dict, all_windows, old, new, head, t
     metrics["bridge"]["test"] = evaluate_predictions(y, logits, n_classes)
     metrics["bridge"]["test_confidence"] = {"raw": confidence_summary(y, apply_temperature(logits, 1.0)),
                                             "calibrated": confidence_summary(y, apply_temperature(logits, temperature))}
-    metrics["oracle"] = {"test": evaluate_predictions(y, head.predict_proba(old, test.x_old), n_classes)}
+    metrics["oracle"] = {"test": evaluate_predictions(y, head.predict_proba(old, test.x_old, subjects=test.subjects),
+                                                      n_classes)}
     metrics["chance"] = {"test": chance_metrics(y, n_classes, seed=bcfg.seed)}
     write_metrics(ctx.run.path, metrics)
     if _wants_kd(cfg) and not trainer.stopped_:
