@@ -1,11 +1,14 @@
 """Built-in EEG encoder: channel-agnostic patch transformer in the style of LaBraM.
 
-Input: any subset of standard 10-20 electrodes at 100 Hz, 10 s windows,
-z-scored per window and channel. Each channel is cut into 1 s patches
-(100 samples); a small temporal conv encodes each patch into one token, to
+Input: any subset of standard 10-20 electrodes at 100 Hz, z-scored per window
+and channel; any window of 2-60 s (default 10 s). Each channel is cut into
+1 s patches (100 samples; a tail shorter than one patch is not used, so use
+whole seconds); a small temporal conv encodes each patch into one token, to
 which a learned *electrode* embedding (indexed by the 10-20 name, so the
 weights do not depend on the montage) and a learned *temporal* embedding
-(patch index) are added. Transformer blocks then attend over all
+(patch index 0..59, one row per second up to the 60 s maximum) are added.
+Pre-training samples window lengths across the whole range, so every row of
+the temporal table is trained. Transformer blocks then attend over all
 (channel, patch) tokens, ordered channel-major.
 
 The montage is fixed when the encoder is built (``ch_names``); channel names
@@ -62,14 +65,24 @@ def montage_positions(ch_names: Sequence[str]) -> tuple[str, ...]:
     return tuple(positions)  # type: ignore[arg-type]
 
 
+def eeg_spec(ch_names: Sequence[str] | None = None, cfg: "EEGConfig | None" = None) -> SignalSpec:
+    """Input contract of the EEG encoder for a montage (default: the 19 10-20 channels); no model built."""
+    cfg = cfg or EEGConfig()
+    positions = montage_positions(ch_names if ch_names is not None else DEFAULT_MONTAGE)
+    return SignalSpec("EEG", cfg.sfreq, cfg.window_s, n_chans=len(positions), ch_names=positions,
+                      min_window_s=cfg.min_window_s, max_window_s=cfg.max_window_s)
+
+
 @dataclass(frozen=True)
 class EEGConfig:
     """Sizes of the built-in EEG encoder."""
 
     sfreq: float = 100.0
     window_s: float = 10.0
+    min_window_s: float = 2.0
+    max_window_s: float = 60.0
     patch_samples: int = 100
-    max_patches: int = 30
+    max_patches: int = 60
     width: int = 128
     depth: int = 6
     n_heads: int = 4
@@ -82,6 +95,9 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, cfg: EEGConfig, electrodes: Sequence[int]) -> None:
         super().__init__()
+        if cfg.max_patches * cfg.patch_samples < cfg.max_window_s * cfg.sfreq:
+            raise EncoderError(f"EEGConfig: max_patches={cfg.max_patches} of {cfg.patch_samples} samples do "
+                               f"not cover max_window_s={cfg.max_window_s:g} s at {cfg.sfreq:g} Hz.")
         self.patch_samples = cfg.patch_samples
         self.conv = nn.Sequential(
             nn.Conv1d(1, 16, 9, stride=4, padding=4), nn.GroupNorm(4, 16), nn.GELU(),
@@ -99,7 +115,7 @@ class PatchEmbed(nn.Module):
         n_patch = t // self.patch_samples
         if n_patch == 0 or n_patch > self.time_embed.num_embeddings:
             raise RuntimeError(f"{t} samples give {n_patch} patches of {self.patch_samples}; "
-                               f"1..{self.time_embed.num_embeddings} are supported")
+                               f"1..{self.time_embed.num_embeddings} patches (seconds) are supported")
         patches = x[:, :, : n_patch * self.patch_samples].reshape(b * c * n_patch, 1, self.patch_samples)
         tokens = self.proj(self.conv(patches).flatten(1)).reshape(b, c, n_patch, -1)
         tokens = (tokens + self.electrode_embed(self.electrodes)[None, :, None, :]
@@ -113,7 +129,7 @@ class EEGEncoder(EncoderAdapter):
     def __init__(self, ch_names: Sequence[str] | None = None, config: EEGConfig | None = None) -> None:
         cfg = config or EEGConfig()
         positions = montage_positions(ch_names if ch_names is not None else DEFAULT_MONTAGE)
-        super().__init__(SignalSpec("EEG", cfg.sfreq, cfg.window_s, n_chans=len(positions), ch_names=positions))
+        super().__init__(eeg_spec(positions, cfg))
         self.config = cfg
         self.embed = PatchEmbed(cfg, [electrode_index(p) for p in positions])
         self.blocks = nn.ModuleList(
