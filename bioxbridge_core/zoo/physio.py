@@ -7,8 +7,9 @@ computed per window by well-kept libraries, so that these become linearly readab
 ========  ===================================================================================
 encoder   targets per window
 ========  ===================================================================================
-ECG       heart rate (bpm), log(1 + SDNN ms), log(1 + RMSSD ms), QRS width (ms, Q-to-S peak,
-          median over beats), R-amplitude coefficient of variation, signal quality (0-1)
+ECG       heart rate (bpm), log(1 + SDNN ms), log(1 + RMSSD ms), QRS width (ms, R-wave width at
+          half prominence, median over beats), R-amplitude coefficient of variation, signal
+          quality (mean correlation of the window's beats with the recording's median beat)
 PPG       pulse rate (bpm), log(1 + IBI SD ms), log(1 + RMSSD ms), pulse rise time (ms, foot to
           peak, median), pulse-amplitude coefficient of variation, signal quality (0-1)
 EDA       skin-conductance-response (SCR) rate (/min), SCR rise time (s, mean), log(SCR
@@ -22,9 +23,15 @@ ECG/PPG/EDA events are found once per *recording* (``annotate``) and each window
 then read from the events inside it (``window_targets``): beat detection on a whole recording
 is both faster and better than on a 2 s window, and one annotation serves every window length
 and offset. Libraries: NeuroKit2 (Makowski et al. 2021) ``ecg_peaks`` (neurokit method),
-``ecg_delineate`` (peak method), ``ecg_quality`` (averageQRS), ``ppg_findpeaks`` (Elgendi),
+``ppg_findpeaks`` (Elgendi),
 ``ppg_quality`` (template match), ``eda_phasic`` (smooth median), ``eda_peaks``; SciPy ``welch``
-for EEG band power. Targets that need more beats or events than a window holds are NaN
+for EEG band power and ``peak_widths`` for the QRS width (the width of each R wave at half its
+prominence: a standard, vectorised QRS-duration proxy that widens with bundle-branch block and
+ventricular beats; NeuroKit2's ``ecg_delineate`` took 1.6 s per 280 s record, which made the corpus
+an hour of CPU on the shared machine). ECG quality is the template-matching index of Orphanidou et
+al. (IEEE JBHI 2015;19:832-838), computed here in a few vectorised lines because NeuroKit2's ECG
+``averageQRS`` index is min-max rescaled within each recording (so not comparable between
+recordings) and took 4 s per record. Targets that need more beats or events than a window holds are NaN
 (the pre-training loss masks them). EDA targets are scale-free because encoders see z-scored
 windows: the tonic *level* in microsiemens is removed by per-window z-scoring and so is not a
 target (it stays in the hand-crafted baseline).
@@ -66,6 +73,8 @@ def _empty(kind: str, n: int) -> dict[str, np.ndarray]:
     if kind == "eda":
         return {"tonic": np.full(n, np.nan, np.float32), "phasic": np.full(n, np.nan, np.float32),
                 "scr_peaks": z, "scr_rise_s": f, "scr_amp": f}
+    if kind == "ecg":
+        return {"peaks": z, "width_ms": f, "amp": f, "beat_quality": f}
     return {"peaks": z, "width_ms": f, "amp": f, "quality": np.full(n, np.nan, np.float32)}
 
 
@@ -74,8 +83,8 @@ def annotate(kind: str, x: np.ndarray, sfreq: float) -> dict[str, np.ndarray]:
     """Events of one whole single-channel recording ``x`` (1-D, filtered, at ``sfreq``).
 
     ECG: ``peaks`` (R, sample indices), ``width_ms`` (QRS per beat), ``amp`` (R amplitude per beat),
-    ``quality`` (per sample). PPG: ``peaks`` (systolic), ``width_ms`` (rise time per beat), ``amp``
-    (foot-to-peak amplitude), ``quality``. EDA (x in uS): ``tonic``, ``phasic`` (per sample),
+    ``beat_quality`` (template correlation per beat). PPG: ``peaks`` (systolic), ``width_ms`` (rise
+    time per beat), ``amp`` (foot-to-peak amplitude), ``quality`` (per sample). EDA (x in uS): ``tonic``, ``phasic`` (per sample),
     ``scr_peaks``, ``scr_rise_s``, ``scr_amp``. A recording NeuroKit2 cannot process gives empty
     events (all its targets NaN) rather than an error.
     """
@@ -98,20 +107,40 @@ def annotate(kind: str, x: np.ndarray, sfreq: float) -> dict[str, np.ndarray]:
     raise ValueError(f"no event annotation for {kind!r} (ecg, ppg, eda)")
 
 
+def beat_template_quality(x: np.ndarray, peaks: np.ndarray, fs: float, *, before_s: float = 0.2,
+                          after_s: float = 0.4) -> np.ndarray:
+    """Per-beat correlation (-1..1) with the recording's median beat (Orphanidou et al. 2015, template matching).
+
+    Beats are cut from ``before_s`` before to ``after_s`` after each peak; beats too close to either
+    end of the recording get NaN.
+    """
+    a, b = int(round(before_s * fs)), int(round(after_s * fs))
+    ok = (peaks - a >= 0) & (peaks + b <= x.size)
+    out = np.full(peaks.size, np.nan, dtype=np.float32)
+    if ok.sum() < 3:
+        return out
+    beats = x[peaks[ok, None] + np.arange(-a, b)[None, :]]
+    template = np.median(beats, axis=0)
+    bc = beats - beats.mean(axis=1, keepdims=True)
+    tc = template - template.mean()
+    denom = np.sqrt((bc ** 2).sum(axis=1) * (tc ** 2).sum()) + 1e-12
+    out[ok] = (bc @ tc) / denom
+    return out
+
+
 def _annotate_ecg(nk, x: np.ndarray, fs: float) -> dict[str, np.ndarray]:
     _, info = nk.ecg_peaks(x, sampling_rate=int(fs), method="neurokit")
     r = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
     if r.size < 3:
         return _empty("ecg", x.size)
-    quality = np.asarray(nk.ecg_quality(x, rpeaks=r, sampling_rate=int(fs), method="averageQRS"), np.float32)
-    _, d = nk.ecg_delineate(x, rpeaks=r, sampling_rate=int(fs), method="peak")
-    q = np.asarray(d["ECG_Q_Peaks"], dtype=np.float64)
-    s = np.asarray(d["ECG_S_Peaks"], dtype=np.float64)
-    width = (s - q) / fs * 1000.0
-    width[(width < 20) | (width > 250)] = np.nan
+    from scipy.signal import peak_widths
+
+    quality = beat_template_quality(x, r, fs)
+    width = peak_widths(x, r, rel_height=0.5, wlen=int(0.4 * fs))[0] / fs * 1000.0
+    width[(width < 10) | (width > 250)] = np.nan
     half = max(1, int(0.08 * fs))
     amp = np.array([x[p] - x[max(0, p - half):p + half + 1].min() for p in r], dtype=np.float32)
-    return {"peaks": r, "width_ms": width.astype(np.float32), "amp": amp, "quality": quality}
+    return {"peaks": r, "width_ms": width.astype(np.float32), "amp": amp, "beat_quality": quality}
 
 
 def _annotate_ppg(nk, x: np.ndarray, fs: float) -> dict[str, np.ndarray]:
@@ -164,8 +193,10 @@ def _beat_targets(ann: dict[str, np.ndarray], start: int, n: int, fs: float) -> 
     amp = ann["amp"][i0:i1].astype(np.float64)
     amp = amp[np.isfinite(amp)]
     amp_cv = float(amp.std() / max(abs(amp.mean()), 1e-9)) if amp.size >= 3 else np.nan
-    q = ann["quality"][start:start + n].astype(np.float64)
-    quality = _nan_stat(np.mean, q, max(1, n // 2))
+    if "beat_quality" in ann:  # per beat (ECG)
+        quality = _nan_stat(np.mean, ann["beat_quality"][i0:i1].astype(np.float64), 1)
+    else:  # per sample (PPG)
+        quality = _nan_stat(np.mean, ann["quality"][start:start + n].astype(np.float64), max(1, n // 2))
     return np.array([rate, sdnn, rmssd, width, min(amp_cv, 3.0), quality])
 
 

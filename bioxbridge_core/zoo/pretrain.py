@@ -82,9 +82,10 @@ class PretrainConfig:
     min_window_s: float | None = None  # window lengths drawn; None = the encoder's declared range
     max_window_s: float | None = None
     val_frac: float = 0.1              # share of subjects per dataset held out for the validation curves
-    val_windows: int = 48              # validation windows per length (4, 10 and 30 s)
+    val_windows: int = 32              # validation windows per length (4, 10 and 30 s)
     stat_windows: int = 1500           # windows drawn to standardise the targets
-    eval_every: int = 100
+    eval_every: int = 200
+    plan_margin: float = 0.75          # --minutes plans this share of the time box (shared CPUs slow down)
     max_overrun: float = 1.25          # hard stop at max_overrun * minutes
 
     def __post_init__(self) -> None:
@@ -460,10 +461,10 @@ class Pretrainer:
                 probe.mean, probe.std = self.mean, self.std
                 torch.manual_seed(cfg.seed)
                 ticks: list[float] = []
-                probe._run(train, 24, seed=cfg.seed + 99, deadline_s=None, val=None, history=None,
+                probe._run(train, 32, seed=cfg.seed + 99, deadline_s=None, val=None, history=None,
                            on_progress=lambda *_: ticks.append(time.perf_counter()))
                 sec_per_step = (ticks[-1] - ticks[3]) / (len(ticks) - 4)  # the first steps are slow (warm-up)
-                total = max(10, int(cfg.minutes * 60 / sec_per_step))
+                total = max(10, int(cfg.plan_margin * cfg.minutes * 60 / sec_per_step))
                 log.info("timing probe: %.3f s/step -> %d steps in %.1f min", sec_per_step, total, cfg.minutes)
             torch.manual_seed(cfg.seed)
             history: list[dict] = []

@@ -54,14 +54,18 @@ def handcrafted_features(name: str, x: np.ndarray) -> np.ndarray:
 
 # -- encoder features ----------------------------------------------------------------
 def _adapt_state(enc: EncoderAdapter, state: dict, source: str) -> dict:
-    """Fit an older state dict to the current architecture where only a table grew.
+    """Fit an older state dict to the current architecture where only a table grew or a branch was added.
 
     The EEG temporal-embedding table grew from 30 to 60 rows (1 s patches, windows up to 60 s); the
-    rows an older file lacks keep the current initialisation (they were never trained there).
-    Any other mismatch is an error naming the keys.
+    rows an older file lacks keep the current initialisation (they were never trained there). The
+    EEG spectral patch branch (``embed.spec_proj``) is new: an older file gets it as zeros, which
+    reproduces the older model's function exactly. Any other mismatch is an error naming the keys.
     """
     own = enc.state_dict()
     out = dict(state)
+    for k in own:
+        if k not in state and k.startswith("embed.spec_proj."):
+            out[k] = torch.zeros_like(own[k])
     for k, v in state.items():
         if k in own and v.dim() == 2 and own[k].dim() == 2 and v.shape[1] == own[k].shape[1] \
                 and v.shape[0] < own[k].shape[0] and k.endswith("time_embed.weight"):

@@ -105,14 +105,14 @@ def test_stress_label_spans_split_on_label_changes_and_gaps(tmp_path):
 def test_ecg_targets_find_the_simulated_heart_rate_at_any_length():
     x = make_signal(_sim("ecg", 40, 250, 72, method="ecgsyn")[None], 250.0, PREPS["ecg"], kind="ecg", dataset="d",
                     source="s", subject="p")
-    assert set(x.ann) >= {"peaks", "width_ms", "amp", "quality"} and len(x.ann["peaks"]) > 30
+    assert set(x.ann) >= {"peaks", "width_ms", "amp", "beat_quality"} and len(x.ann["peaks"]) > 30
     for seconds in (2, 10, 30):
         t = window_targets("ecg", x.ann, 500, seconds * 100, 100.0)
         assert t.shape == (len(TARGET_NAMES["ecg"]),)
         assert 62 <= t[0] <= 82
         assert np.isnan(t[1]) == (seconds == 2)  # SDNN needs three intervals
     t = window_targets("ecg", x.ann, 500, 1000, 100.0)
-    assert 20 <= t[3] <= 200 and 0 <= t[5] <= 1
+    assert 10 <= t[3] <= 200 and 0.8 <= t[5] <= 1  # clean simulated beats match their template
 
 
 def test_ppg_targets_find_the_pulse_rate_and_rise_time():
@@ -295,9 +295,11 @@ def test_previous_eeg_weights_with_a_shorter_time_table_load():
     enc = build_builtin("eeg")
     old = {k: v.clone() for k, v in enc.state_dict().items()}
     old["embed.time_embed.weight"] = torch.ones(30, old["embed.time_embed.weight"].shape[1])
+    del old["embed.spec_proj.weight"], old["embed.spec_proj.bias"]  # the spectral branch is newer
     state = _adapt_state(enc, old, "old.safetensors")
     assert torch.equal(state["embed.time_embed.weight"][:30], old["embed.time_embed.weight"])
     assert state["embed.time_embed.weight"].shape[0] == 60
+    assert not state["embed.spec_proj.weight"].any()  # zero branch = the older model's function
     del old["norm.weight"]
     with pytest.raises(EncoderError, match="norm.weight"):
         _adapt_state(enc, old, "old.safetensors")
@@ -349,3 +351,37 @@ def test_shipped_weights_load_with_matching_keys(name):
     assert torch.equal(enc.state_dict()[next(iter(ref))].cpu(), state[next(iter(ref))])
     if name == "eeg":
         assert enc.spec.n_chans == 4
+
+
+def test_beat_template_quality_drops_for_beats_unlike_the_others():
+    from bioxbridge_core.zoo.physio import beat_template_quality
+
+    fs = 100.0
+    t = np.arange(-20, 40) / fs
+    beat = np.exp(-(t / 0.02) ** 2)
+    x = np.zeros(2000)
+    peaks = np.arange(100, 1900, 100)
+    for p in peaks:
+        x[p - 20:p + 40] += beat
+    x[peaks[5] - 20:peaks[5] + 40] = np.random.default_rng(0).standard_normal(60)  # one noise "beat"
+    q = beat_template_quality(x, peaks, fs)
+    assert q[5] < 0.5 and np.nanmin(np.delete(q, 5)) > 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_stress_windows_lie_inside_one_label_stretch(shared_data):
+    if not (shared_data / "stress_predict").is_dir():
+        pytest.skip("stress_predict not in the development data")
+    from bioxbridge_core.zoo.data import read_e4_csv, stress_windows
+
+    ws = stress_windows(shared_data, "EDA", window_s=30.0, cache=False)
+    spans = stress_label_spans(shared_data)
+    assert len(ws) > 500 and set(np.unique(ws.label)) == {0, 1}
+    assert ws.x.shape[1:] == (1, 120)  # 30 s at 4 Hz
+    start = {s: read_e4_csv(shared_data / "stress_predict" / s / "EDA.csv")[2] for s in np.unique(ws.subject)[:4]}
+    for sub, t0, lab in zip(ws.subject, ws.start_s, ws.label):
+        if sub not in start:
+            continue
+        a = start[sub] + t0
+        assert any(s0 <= a and a + 30.0 <= s1 and y == lab for s0, s1, y in spans[sub])

@@ -32,8 +32,8 @@ DESCRIPTIONS = {
            "transformer blocks.",
     "ppg": "Single-channel PPG, 50 Hz, 2-60 s windows: 1-D ResNet (stem + 4 stages x 2 basic blocks, "
            "32-256 channels).",
-    "eeg": "EEG, 100 Hz, 2-60 s windows, any 10-20 montage: LaBraM-style 1 s patches + electrode/time "
-           "embeddings + 6 transformer blocks.",
+    "eeg": "EEG, 100 Hz, 2-60 s windows, any 10-20 montage: LaBraM-style 1 s patches (conv + log-spectrum "
+           "embedding) + electrode/time embeddings + 6 transformer blocks.",
     "eda": "Single-channel EDA, 4 Hz, 2-60 s windows: stride-1/2 conv front-end (one token per 0.5 s) + 4 "
            "pre-norm transformer blocks.",
 }

@@ -3,8 +3,11 @@
 Input: any subset of standard 10-20 electrodes at 100 Hz, z-scored per window
 and channel; any window of 2-60 s (default 10 s). Each channel is cut into
 1 s patches (100 samples; a tail shorter than one patch is not used, so use
-whole seconds); a small temporal conv encodes each patch into one token, to
-which a learned *electrode* embedding (indexed by the 10-20 name, so the
+whole seconds); a small temporal conv encodes each patch into one token, plus
+a linear projection of the patch's log power spectrum (1-50 Hz in 1 Hz bins,
+as BIOT tokenises EEG by its spectrum: Yang et al. NeurIPS 2023; LaBraM's
+tokenizer is trained to reconstruct the same Fourier amplitudes), so band
+power is one linear map away from every token; to this a learned *electrode* embedding (indexed by the 10-20 name, so the
 weights do not depend on the montage) and a learned *temporal* embedding
 (patch index 0..59, one row per second up to the 60 s maximum) are added.
 Pre-training samples window lengths across the whole range, so every row of
@@ -106,6 +109,7 @@ class PatchEmbed(nn.Module):
         with torch.no_grad():
             n_out = self.conv(torch.zeros(1, 1, cfg.patch_samples)).numel()
         self.proj = nn.Linear(n_out, cfg.width)
+        self.spec_proj = nn.Linear(cfg.patch_samples // 2, cfg.width)  # rFFT bins 1..patch/2
         self.electrode_embed = nn.Embedding(len(EEG_1020), cfg.width)
         self.time_embed = nn.Embedding(cfg.max_patches, cfg.width)
         self.register_buffer("electrodes", torch.as_tensor(list(electrodes), dtype=torch.long), persistent=False)
@@ -117,7 +121,9 @@ class PatchEmbed(nn.Module):
             raise RuntimeError(f"{t} samples give {n_patch} patches of {self.patch_samples}; "
                                f"1..{self.time_embed.num_embeddings} patches (seconds) are supported")
         patches = x[:, :, : n_patch * self.patch_samples].reshape(b * c * n_patch, 1, self.patch_samples)
-        tokens = self.proj(self.conv(patches).flatten(1)).reshape(b, c, n_patch, -1)
+        power = torch.fft.rfft(patches[:, 0], dim=-1).abs().pow(2)[:, 1:] / self.patch_samples
+        tokens = self.proj(self.conv(patches).flatten(1)) + self.spec_proj(torch.log(power + 1e-6))
+        tokens = tokens.reshape(b, c, n_patch, -1)
         tokens = (tokens + self.electrode_embed(self.electrodes)[None, :, None, :]
                   + self.time_embed.weight[:n_patch][None, None, :, :])
         return tokens.reshape(b, c * n_patch, -1)
