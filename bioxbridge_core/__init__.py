@@ -24,10 +24,16 @@ _PUBLIC = {
     "resolve_device": ".device",
     # data
     "read_recording": ".data.readers", "read_recording_bytes": ".data.readers", "write_recording": ".data.readers",
+    "read_header": ".data.readers", "RecordingHeader": ".data.readers", "start_offset_s": ".data.recording",
+    "read_uploads": ".data.uploads", "stage_uploads": ".data.uploads", "UploadResult": ".data.uploads",
+    "match_channels": ".data.channels", "parse_derivation": ".data.channels", "eeg_position": ".data.channels",
+    "normalise_unit": ".data.units", "unit_scale": ".data.units",
     "Manifest": ".data.manifest", "read_manifest": ".data.manifest", "write_manifest": ".data.manifest",
     "Preprocessing": ".data.preprocess",
     "make_paired_windows": ".data.pairing", "window_recording": ".data.pairing", "RecordingWindows": ".data.pairing",
     "demo_manifest": ".data.demo", "eegmat_manifest": ".data.recipes", "cinc2015_manifest": ".data.recipes",
+    "stress_predict_manifest": ".data.recipes", "Span": ".data.events", "read_events": ".data.events",
+    "events_to_spans": ".data.events",
     "assign_splits": ".data.splits", "grouped_folds": ".data.splits",
     "manifest_from_files": ".data.uploads", "UploadManifest": ".data.uploads", "read_label_table": ".data.uploads",
     "DEFAULT_SUBJECT_PATTERN": ".data.uploads",
@@ -48,7 +54,7 @@ _PUBLIC = {
     "start_job": ".jobs", "job_state": ".jobs", "stop_job": ".jobs",
     "predict_windows": ".inference.predict", "predict_recording": ".inference.predict",
     "KDStudent": ".baselines.kd",
-    "PipelineConfig": ".pipeline", "run_pipeline": ".pipeline",
+    "PipelineConfig": ".pipeline", "run_pipeline": ".pipeline", "check_windows": ".pipeline",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

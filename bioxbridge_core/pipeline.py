@@ -108,25 +108,45 @@ def resolve_manifest(config: PipelineConfig) -> str:
     return str(config.manifest)
 
 
-def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: ProgressFn | None = None) -> PreparedData:
-    """Read the manifest, build the encoders' specs from its channels, cut paired windows, load encoders.
+def check_windows(old: str, new: str, window_s: float | None = None, step_s: float | None = None,
+                  ) -> tuple[float, float]:
+    """The window length and step a run of ``old`` -> ``new`` will use, checked before any work.
 
-    ``cache=False`` recomputes the windows instead of reusing the disk cache.
+    Reads only the two encoders' specs (no weights, no data). ``window_s`` defaults to the old
+    encoder's own window, ``step_s`` to ``window_s``. Raises ``ConfigError`` naming the encoder and
+    its allowed range when either does not accept the length (``SignalSpec.check_window``), or
+    ``EncoderError`` for an unknown encoder. The CLI (``windows``, ``run``, ``align``) and the app
+    call this first.
+    """
+    from .data.pairing import check_window_request
+    from .models.registry import encoder_spec
+
+    return check_window_request(encoder_spec(old), encoder_spec(new), window_s, step_s, old_name=old, new_name=new)
+
+
+def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: ProgressFn | None = None) -> PreparedData:
+    """Check the window length, read the manifest, cut paired windows, load both encoders at that length.
+
+    The encoders come from ``load_encoder(..., window_s=...)``, so their positions -- and the
+    bridge's size and cached targets derived from them -- follow the window in use.
+    ``cache=False`` recomputes the windows instead of reusing the disk cache. A window length
+    outside either encoder's range raises ``ConfigError`` before any file is read.
     """
     from .data.manifest import read_manifest
     from .data.pairing import make_paired_windows
     from .models.registry import encoder_spec, load_encoder
 
+    window_s, step_s = check_windows(config.old, config.new, config.window_s, config.step_s)
     path = resolve_manifest(config)
     manifest = read_manifest(path, seed=config.seed)
     first = manifest.table.iloc[0]
     old_ch, new_ch = list(first["old_channels"]), list(first["new_channels"])
-    old_spec = encoder_spec(config.old, ch_names=old_ch)
-    new_spec = encoder_spec(config.new, ch_names=new_ch)
-    windows = make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=config.window_s,
-                                  step_s=config.step_s, cache=cache, on_progress=on_progress)
-    old = load_encoder(config.old, device=config.device, ch_names=old_ch)
-    new = load_encoder(config.new, device=config.device, ch_names=new_ch)
+    old_spec = encoder_spec(config.old, ch_names=old_ch, window_s=window_s)
+    new_spec = encoder_spec(config.new, ch_names=new_ch, window_s=window_s)
+    windows = make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=window_s,
+                                  step_s=step_s, cache=cache, on_progress=on_progress)
+    old = load_encoder(config.old, device=config.device, ch_names=old_ch, window_s=window_s)
+    new = load_encoder(config.new, device=config.device, ch_names=new_ch, window_s=window_s)
     return PreparedData(windows, old, new, path)
 
 
@@ -187,6 +207,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     from .runs.bundle import save_bundle
     from .training.trainer import BridgeTrainer
 
+    check_windows(config.old, config.new, config.window_s, config.step_s)  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "pipeline_config.json", config.to_dict())

@@ -25,7 +25,18 @@ which gives, all from (n, p) arrays::
     n(n-3)·HSIC₁ = ||XᵀY||²_F + s_X s_Y / ((n-1)(n-2)) − n/(n-2) · d_X·d_Y
 
 Debiased CKA = HSIC₁(X, Y) / sqrt(HSIC₁(X, X) HSIC₁(Y, Y)); it can be
-slightly negative and is ``nan`` when a side has no variance.
+slightly negative.
+
+Scale: both estimators are invariant to scaling each set by a constant, so
+each centred set is divided by its own Frobenius norm (computed in float64
+after dividing by its largest magnitude) before any product. The answer is then
+the same for features of 1e-20 or 1e12, float32 or float64 -- without this,
+float32 products underflow to 0 or overflow to inf at such scales.
+
+Constant features: a set with no variance (every column constant, up to the
+rounding of its input dtype) shares no structure with anything; its CKA is
+defined as **0.0** -- with a ``RuntimeWarning`` (also logged) naming the set --
+never NaN. A constant column inside a varying set simply contributes nothing.
 
 ``cka_maps`` computes every pair between two lists of feature sets (and the
 self-similarity maps) with one float32 BLAS product per map on the stacked,
@@ -35,6 +46,7 @@ centred features; per-set quantities are computed once.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -146,12 +158,13 @@ def _check_n(arrays: Sequence[np.ndarray], *, debiased: bool) -> int:
 # -- per-set preparation --------------------------------------------------------------
 @dataclass
 class _Side:
-    """Stacked centred features of several sets plus their per-set statistics."""
+    """Stacked centred, norm-scaled features of several sets plus their per-set statistics."""
 
-    z: np.ndarray  # (n, sum p) centred, in the working dtype
+    z: np.ndarray  # (n, sum p) centred and divided by each set's Frobenius norm, in the working dtype
     offsets: np.ndarray  # start column of each set
-    d: np.ndarray  # (n, k) float64 squared row norms of each centred set
-    s: np.ndarray  # (k,) float64 sums of d
+    d: np.ndarray  # (n, k) float64 squared row norms of each scaled set
+    s: np.ndarray  # (k,) float64 sums of d (1 for a set with variance, 0 for a constant one)
+    constant: np.ndarray  # (k,) bool: the set has no variance
 
     @property
     def n(self) -> int:
@@ -159,26 +172,69 @@ class _Side:
 
     def permuted(self, perm: np.ndarray) -> "_Side":
         # Centring commutes with a row permutation, so no re-centring is needed.
-        return _Side(self.z[perm], self.offsets, self.d[perm], self.s)
+        return _Side(self.z[perm], self.offsets, self.d[perm], self.s, self.constant)
+
+
+def _rounding(dtype: np.dtype) -> float:
+    """Relative size below which a centred value is rounding noise of the input dtype."""
+    eps = np.finfo(dtype).eps if np.issubdtype(dtype, np.floating) else np.finfo(np.float64).eps
+    return 64 * float(eps)
 
 
 def _prepare(sets: Sequence[np.ndarray], dtype: np.dtype, chunk_rows: int = 4096) -> _Side:
     n = sets[0].shape[0]
     widths = [x.shape[1] for x in sets]
     offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-    z = np.empty((n, int(sum(widths))), dtype=dtype)
-    d = np.empty((n, len(sets)), dtype=np.float64)
+    z = np.zeros((n, int(sum(widths))), dtype=dtype)
+    d = np.zeros((n, len(sets)), dtype=np.float64)
+    constant = np.zeros(len(sets), dtype=bool)
     for k, x in enumerate(sets):
-        mu = x.mean(axis=0, dtype=np.float64)
         o, w = offsets[k], widths[k]
-        for r in range(0, n, chunk_rows):  # centre in float64, chunked to bound memory
-            xc = x[r:r + chunk_rows] - mu
+        amax = float(np.max(np.abs(x))) if x.size else 0.0
+        if not np.isfinite(amax):
+            raise ConfigError(f"feature set(s) [{k}] contain NaN or infinite values.")
+        if amax == 0.0:
+            constant[k] = True
+            continue
+        # Everything in float64 on x / max|x| (so 1e-20 or 1e12 inputs neither underflow nor overflow).
+        mu = np.zeros(w)
+        for r in range(0, n, chunk_rows):
+            mu += np.sum(x[r:r + chunk_rows] / amax, axis=0, dtype=np.float64)
+        mu /= n
+        col_ss, col_ref = np.zeros(w), np.zeros(w)
+        for r in range(0, n, chunk_rows):
+            xs = x[r:r + chunk_rows].astype(np.float64) / amax
+            col_ss += np.einsum("ij,ij->j", xs - mu, xs - mu)
+            col_ref += np.einsum("ij,ij->j", xs, xs)
+        # a column whose spread is rounding noise of the input dtype is constant: drop its noise
+        keep = col_ss > (_rounding(x.dtype) ** 2) * col_ref
+        total = float(col_ss[keep].sum())
+        if not keep.any() or total <= 0:
+            constant[k] = True
+            continue
+        scale = np.sqrt(total)
+        for r in range(0, n, chunk_rows):
+            xc = (x[r:r + chunk_rows].astype(np.float64) / amax - mu) / scale
+            xc[:, ~keep] = 0.0
             d[r:r + chunk_rows, k] = np.einsum("ij,ij->i", xc, xc)
             z[r:r + chunk_rows, o:o + w] = xc
-    bad = ~np.isfinite(d).all(axis=0)  # NaN/inf anywhere in a row shows up in its norm
-    if bad.any():
-        raise ConfigError(f"feature set(s) {np.flatnonzero(bad).tolist()} contain NaN or infinite values.")
-    return _Side(z, offsets, d, d.sum(axis=0))
+    return _Side(z, offsets, d, d.sum(axis=0), constant)
+
+
+def _define_constant(values: np.ndarray, const_a: np.ndarray, const_b: np.ndarray, label_a: str,
+                     label_b: str, *, warn: bool = True) -> np.ndarray:
+    """CKA is 0.0 (not NaN) for any pair with a constant set; warn (once per call) naming the sets."""
+    mask = np.logical_or.outer(const_a, const_b)
+    if mask.any():
+        values = np.where(mask, 0.0, values)
+    if mask.any() and warn:
+        names = [f"{label_a}[{i}]" for i in np.flatnonzero(const_a)] + \
+                [f"{label_b}[{j}]" for j in np.flatnonzero(const_b) if label_b != label_a or not const_a[j]]
+        msg = (f"CKA: feature set(s) {', '.join(dict.fromkeys(names))} are constant (no variance across windows); "
+               "their CKA is set to 0.0 (they share no structure with anything).")
+        log.warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    return values
 
 
 def _block_sq_norms(g: np.ndarray, offs_a: np.ndarray, offs_b: np.ndarray) -> np.ndarray:
@@ -295,13 +351,16 @@ def cka_maps(feats_a: Sequence[np.ndarray], feats_b: Sequence[np.ndarray], *, se
     t_ab = _cross_sq(a, b)
     tick("cross products")
     cross_b, cross_d = _maps(a, b, t_ab=t_ab, ta=ta, tb=tb)
+    cross_b = _define_constant(cross_b, a.constant, b.constant, "feats_a", "feats_b", warn=False)
+    cross_d = _define_constant(cross_d, a.constant, b.constant, "feats_a", "feats_b")  # the one warning
     out = CKAMaps(cross_biased=cross_b, cross_debiased=cross_d, n=n)
     if self_maps:
-        out.self_a_biased, out.self_a_debiased = _maps(a, a, t_ab=t_aa, ta=ta, tb=ta)
-        out.self_b_biased, out.self_b_debiased = _maps(b, b, t_ab=t_bb, ta=tb, tb=tb)
-        for m in (out.self_a_biased, out.self_a_debiased, out.self_b_biased, out.self_b_debiased):
-            ok = np.isfinite(np.diag(m))
-            m[np.diag_indices_from(m)] = np.where(ok, 1.0, np.nan)  # exactly 1 up to rounding
+        maps = []
+        for side, t_self, diag, label in ((a, t_aa, ta, "feats_a"), (b, t_bb, tb, "feats_b")):
+            for m in _maps(side, side, t_ab=t_self, ta=diag, tb=diag):
+                m[np.diag_indices_from(m)] = 1.0  # exactly 1 up to rounding
+                maps.append(_define_constant(m, side.constant, side.constant, label, label, warn=False))
+        out.self_a_biased, out.self_a_debiased, out.self_b_biased, out.self_b_debiased = maps
     tick("CKA maps")
     return out
 
@@ -330,7 +389,8 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, *, debiased: bool = False) -> CKAVa
     t_ab = _cross_sq(a, b)
     ta, tb = _diag_sq(a), _diag_sq(b)
     biased, deb = _maps(a, b, t_ab=t_ab, ta=ta, tb=tb)
-    return CKAValue(float((deb if debiased else biased)[0, 0]), n, debiased)
+    value = _define_constant(deb if debiased else biased, a.constant, b.constant, "X", "Y")
+    return CKAValue(float(value[0, 0]), n, debiased)
 
 
 def gram_cka(X: np.ndarray, Y: np.ndarray, *, debiased: bool = False) -> float:
@@ -342,6 +402,7 @@ def gram_cka(X: np.ndarray, Y: np.ndarray, *, debiased: bool = False) -> float:
     X = _as_2d(X, "X").astype(np.float64)
     Y = _as_2d(Y, "Y").astype(np.float64)
     n = _check_n([X, Y], debiased=debiased)
+    X, Y = X / max(np.abs(X).max(), 1e-300), Y / max(np.abs(Y).max(), 1e-300)  # scale-free (CKA is)
     K, L = X @ X.T, Y @ Y.T
 
     if not debiased:
@@ -383,6 +444,7 @@ def shuffled_baseline(feats_a: Sequence[np.ndarray], feats_b: Sequence[np.ndarra
     for _ in range(int(n_perm)):
         bp = b.permuted(rng.permutation(n))
         biased, deb = _maps(a, bp, t_ab=_cross_sq(a, bp), ta=ta, tb=tb)
-        draws.append(deb if debiased else biased)
+        draws.append(_define_constant(deb if debiased else biased, a.constant, b.constant, "feats_a", "feats_b",
+                                      warn=not draws))
     stack = np.stack(draws)
     return NullCKA(mean=stack.mean(axis=0), std=stack.std(axis=0), n=n, n_perm=int(n_perm), debiased=debiased)

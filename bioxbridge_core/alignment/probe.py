@@ -5,6 +5,16 @@ against the old model's pseudo labels (METHOD step 1). Folds are grouped by
 subject when there are at least ``n_splits`` subjects (windows of one subject
 never sit on both sides of a fold), else stratified by class; the result says
 which in its ``cv`` column and ``attrs["cv"]``.
+
+Scale: each position's features are centred and divided by one number (their
+overall RMS, in float64, after dividing by their largest magnitude) before the
+per-feature ``StandardScaler``, so no step sees values near float limits and
+features of 1e-20 or 1e12, float32 or float64, give the same scores (tested).
+Columns whose spread is at the rounding level of float64 count as constant.
+A position whose features are all
+constant cannot be probed: its folds predict the training fold's majority
+class (a defined, chance-level F1), with a note in ``note`` and a logged
+warning -- never NaN.
 """
 
 from __future__ import annotations
@@ -43,6 +53,31 @@ def _splits(y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int) 
         return list(cv.split(np.zeros(n), y)), "stratified", k
     cv = KFold(n_splits=k, shuffle=True, random_state=seed)  # a class with one window cannot be stratified
     return list(cv.split(np.zeros(n))), "kfold", k
+
+
+def _rescale(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Features centred and divided by their overall RMS (float64); True when they are all constant."""
+    x = np.asarray(x, dtype=np.float64)
+    amax = float(np.max(np.abs(x))) if x.size else 0.0
+    if amax == 0.0:
+        return np.zeros_like(x), True
+    xs = x / amax
+    xc = xs - xs.mean(axis=0)
+    eps = 64 * float(np.finfo(np.float64).eps)
+    col_ss, col_ref = np.einsum("ij,ij->j", xc, xc), np.einsum("ij,ij->j", xs, xs)
+    keep = col_ss > eps ** 2 * col_ref  # spread at rounding level is no spread
+    if not keep.any():
+        return np.zeros_like(x), True
+    xc[:, ~keep] = 0.0
+    return xc / np.sqrt(col_ss[keep].sum() / xc.size), False
+
+
+def _majority_f1(y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    vals, counts = np.unique(y[train], return_counts=True)
+    pred = np.full(len(test), vals[np.argmax(counts)])
+    return float(f1_score(y[test], pred, average="macro", zero_division=0))
 
 
 def _fold_f1(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int) -> float:
@@ -111,10 +146,21 @@ def probe_scores(features: Mapping[str, np.ndarray], y: np.ndarray, *, groups: S
         else "no subjects given: folds are not grouped")
     rows = []
     for i, name in enumerate(names):
-        x = np.asarray(features[name], dtype=np.float64)
-        scores = [_fold_f1(x, y, tr, te, int(seed)) for tr, te in folds]
+        raw = np.asarray(features[name])
+        if not np.issubdtype(raw.dtype, np.number) or not np.isfinite(raw).all():
+            raise ConfigError(f"features['{name}'] contain NaN, infinite or non-numeric values.")
+        x, constant = _rescale(raw)
+        row_note = note
+        if constant:
+            row_note = "; ".join(filter(None, [note, "constant features: nothing to learn, each fold predicts its "
+                                                     "training majority class"]))
+            log.warning("probe_scores: features of position '%s' are constant; its F1 is that of predicting "
+                        "the majority class.", name)
+            scores = [_majority_f1(y, tr, te) for tr, te in folds]
+        else:
+            scores = [_fold_f1(x, y, tr, te, int(seed)) for tr, te in folds]
         rows.append({"position": name, "f1_mean": float(np.mean(scores)), "f1_std": float(np.std(scores)),
-                     "n": n, "cv": cv_kind, "n_splits": k, "note": note})
+                     "n": n, "cv": cv_kind, "n_splits": k, "note": row_note})
         if on_progress is not None:
             on_progress(i + 1, len(names), f"probe {name}: F1 {rows[-1]['f1_mean']:.3f}")
     df = pd.DataFrame(rows, columns=list(COLUMNS))

@@ -2,7 +2,11 @@
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``
 (which sets ``func`` on its parser) and is listed in ``COMMANDS``. A
-``BioXError`` becomes one line on stderr and exit code 2 -- never a traceback.
+``BioXError`` becomes one line on stderr and exit code 2 -- never a traceback;
+so do file-system errors and errors raised inside the data libraries (pandas,
+MNE, wfdb, pyarrow...), naming the file when they know it (``-vv`` re-raises
+these with their traceback). Warnings logged while a command runs (reader
+warnings included) are printed to stderr.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import sys
 from typing import Sequence
 
 from ..errors import BioXError
+
+#: libraries whose exceptions are the user's input problem, not our bug
+_DATA_LIBRARIES = {"pandas", "mne", "wfdb", "pyarrow", "edfio", "scipy", "zipfile", "csv"}
 
 COMMANDS = ("inspect", "windows", "models", "align", "run", "predict", "runs")
 
@@ -46,8 +53,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BioXError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.verbose >= 2 or not _is_input_error(exc):
+            raise
+        print(f"error: {one_line(exc, with_type=True)}", file=sys.stderr)
+        return 2
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, UnicodeDecodeError)):
+        return True
+    return type(exc).__module__.split(".")[0] in _DATA_LIBRARIES
+
+
+def one_line(exc: BaseException, *, with_type: bool = False) -> str:
+    """The exception's message on one line (file-system errors name their file)."""
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.filename}: {exc.strerror or exc}"
+    else:
+        text = " ".join(str(exc).split())
+    if with_type and not isinstance(exc, OSError):
+        text = f"{type(exc).__name__}: {text}"
+    return text

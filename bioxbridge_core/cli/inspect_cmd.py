@@ -1,7 +1,16 @@
 """``inspect FILE``: print what a recording holds, as JSON, plus per-channel quality.
 
-Exit 0 on success; a file that cannot be read gives one ``error: ...`` line
-on stderr and exit 2 (the dispatcher turns the RecordingError into that).
+The JSON is ``Recording.summary()`` (channels with type and unit, rate,
+duration, start time, gaps, annotations, warnings) plus ``format``, ``header``
+(every channel of the file with its own rate, unit, type, problems and flags)
+and per-channel ``quality``. A file whose channels have different rates is
+shown header-only, with ``"sfreq": null`` and the channels grouped by rate,
+until ``--channels`` picks channels of one rate. ``--header`` shows the header
+of any file without reading its samples.
+
+Exit 0 on success; a file that cannot be read (or a chosen channel that
+cannot be used) gives one ``error: ...`` line on stderr and exit 2 (the
+dispatcher turns the RecordingError into that). Reader warnings go to stderr.
 """
 
 from __future__ import annotations
@@ -48,13 +57,28 @@ def channel_quality(rec: Recording, *, flat_min_s: float = FLAT_MIN_S) -> list[d
     return out
 
 
-def inspect_file(path: str, *, channels=None, sfreq=None, time_column=None) -> dict:
-    """``Recording.summary()`` plus a ``quality`` list (see :func:`channel_quality`)."""
-    from ..data.readers import read_recording
+def inspect_file(path: str, *, channels=None, sfreq=None, time_column=None, header_only: bool = False) -> dict:
+    """``Recording.summary()`` plus ``format``, ``header`` and a ``quality`` list (see :func:`channel_quality`).
 
+    Without ``channels``, a file whose channels have different rates gives the header
+    summary only (``sfreq`` None, ``rates`` grouping the channels, a ``note``), as does
+    ``header_only=True``. Raises RecordingError when the file or a chosen channel cannot be read.
+    """
+    from ..data.readers import read_header, read_recording
+
+    header = read_header(path, sfreq=sfreq, time_column=time_column)
+    if header_only or (channels is None and header.mixed_rates):
+        info = header.summary()
+        if header.mixed_rates and not header_only:
+            info["note"] = ("the channels have different sampling rates; pick channels of one rate with "
+                            "--channels to read them")
+        return info
     rec = read_recording(path, channels=channels, sfreq=sfreq, time_column=time_column)
     info = rec.summary()
+    info["format"] = header.format
     info["n_chans"] = rec.n_chans
+    info["gap_s"] = round(sum(d for _, d in rec.gaps), 6)
+    info["header"] = [c.to_dict() for c in header.channels]
     info["quality"] = channel_quality(rec)
     return info
 
@@ -63,7 +87,8 @@ def _run(args: argparse.Namespace) -> int:
     channels = None
     if args.channels:
         channels = [c.strip() for c in args.channels.split(";") if c.strip()]
-    info = inspect_file(args.file, channels=channels, sfreq=args.sfreq, time_column=args.time_column)
+    info = inspect_file(args.file, channels=channels, sfreq=args.sfreq, time_column=args.time_column,
+                        header_only=args.header)
     json.dump(info, sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
     return 0
@@ -72,12 +97,16 @@ def _run(args: argparse.Namespace) -> int:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "inspect", help="show channels, rate, duration, annotations and quality of a recording (JSON)",
-        description="Read one recording (EDF/BDF, WFDB .hea, CSV/TSV/Parquet, NPZ) and print a JSON summary "
-                    "with per-channel NaN and flat-line fractions.",
+        description="Read one recording (EDF/BDF, WFDB .hea, CSV/TSV/TXT/Parquet, NPZ) and print a JSON summary "
+                    "with every channel's own rate, unit and flags, gaps, warnings, and per-channel NaN and "
+                    "flat-line fractions.",
     )
     p.add_argument("file", help="recording file")
     p.add_argument("--channels", default=None, help='channels to keep, separated by ";" (e.g. "ECG II;PLETH")')
     p.add_argument("--sfreq", type=float, default=None, help="sampling rate (Hz) for tables without a time column")
-    p.add_argument("--time-column", default=None, help="name of a table's time column (seconds)")
+    p.add_argument("--time-column", default=None,
+                   help="name of a table's time column (unit from its name or values: s, ms, us, epoch, ISO)")
+    p.add_argument("--header", action="store_true",
+                   help="show only what the header says (each channel's rate, unit, flags) without reading samples")
     p.set_defaults(func=_run)
     return p

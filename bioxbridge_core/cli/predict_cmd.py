@@ -11,11 +11,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict on a new-modality recording with a trained bridge")
     p.add_argument("--run", required=True, help="run folder holding the bridge bundle")
     p.add_argument("file", help="recording of the new modality (EDF, WFDB, CSV, NPZ...)")
-    p.add_argument("--channels", default=None, help="channel names separated by ';' (default: the bundle's)")
+    p.add_argument("--channels", default=None,
+                   help="channel names separated by ';' (default: the bundle's); only these are read, so a file "
+                        "whose other channels have other rates works")
     p.add_argument("--step-seconds", type=float, default=None)
     p.add_argument("--out", default=None, help="CSV to write (default: print a summary only)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=run)
+
+
+def _bundle_channels(path: str, model) -> list[str] | None:
+    """The bundle's new-side channels when the file has channels of several rates and holds them all
+    (so a PSG file reads only what the bridge needs); None to read the whole file."""
+    from ..data.readers import EDF_SUFFIXES, WFDB_SUFFIXES, read_header
+
+    if Path(path).suffix.lower() not in EDF_SUFFIXES + WFDB_SUFFIXES:
+        return None  # tables and NPZ files have one rate
+    header = read_header(path)
+    wanted = list((getattr(model, "info", {}) or {}).get("new_ch_names") or [])
+    if header.mixed_rates and wanted and all(c in header.ch_names for c in wanted):
+        return wanted
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,9 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.predict import predict_recording
     from ..runs.bundle import load_bundle
 
-    model = load_bundle(args.run, device=args.device)
+    from .._check import check_range
+
+    if args.step_seconds is not None:  # settings first, before any file is read
+        check_range("--step-seconds", args.step_seconds, low=0, low_inclusive=False)
+    model = load_bundle(args.run, device=args.device)  # refuses a window outside the encoder's range
     channels = [c.strip() for c in args.channels.split(";") if c.strip()] if args.channels else None
-    rec = read_recording(args.file)
+    rec = read_recording(args.file, channels=channels or _bundle_channels(args.file, model))
     frame = predict_recording(model, rec, channels=channels, step_s=args.step_seconds)
     if args.out:
         atomic_write_bytes(args.out, frame.to_csv(index=False).encode())

@@ -11,13 +11,23 @@ Columns (paths relative to the manifest's folder, or absolute):
   [``label_start``, ``label_end``) seconds (from the start of the old-modality
   file) when those columns exist; windows outside the span are unlabelled.
   A blank label means an unlabelled recording;
+- ``events`` (optional): a BIDS-style events file (TSV/CSV: ``onset``, ``duration``
+  in seconds from the start of the old-modality file, ``trial_type`` or ``label``)
+  giving the recording's labelled spans (``data.events``);
 - ``split`` (optional): ``train``, ``pair``, ``val`` or ``test``. Subjects
   without one are assigned by ``data.splits.assign_splits`` from the seed.
+
+Several rows may name the same recording (same ``path``, or same ``old_path`` and
+``new_path``), one per labelled span: they must agree on subject and channels, and
+the recording is read and windowed once (``Manifest.recordings``). Spans with the
+same label that overlap or touch are joined; spans with different labels that
+overlap are refused, naming both rows (or events lines).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -26,21 +36,58 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ManifestError
+from .events import Span, merge_spans, read_events, spans_from_events
 from .splits import assign_splits, check_fractions
 from .windows import SPLITS
 
 logger = logging.getLogger(__name__)
 
 REQUIRED = ("subject", "old_channels", "new_channels")
-OPTIONAL = ("label", "label_start", "label_end", "split")
+OPTIONAL = ("label", "label_start", "label_end", "events", "split")
 #: columns of ``Manifest.table``, in order
 TABLE_COLUMNS = ("row", "old_path", "new_path", "old_file", "new_file", "subject", "old_channels",
-                 "new_channels", "label", "label_start", "label_end", "split")
+                 "new_channels", "label", "label_start", "label_end", "split", "events", "events_file")
 
 
 def split_channels(text: str) -> list[str]:
     """``'EEG Fp1; EEG Fp2'`` -> ``['EEG Fp1', 'EEG Fp2']`` (blank parts dropped)."""
     return [c.strip() for c in str(text).split(";") if c.strip()]
+
+
+@dataclass
+class ManifestRecording:
+    """One recording of a manifest: every row naming the same file(s), with all its spans.
+
+    rows : 1-based manifest rows that name it.
+    spans : labelled spans (rows and events files), sorted and disjoint (``events.merge_spans``);
+        ``end_s`` is inf for a whole-recording label.
+    skipped : events that cannot label a window (``{origin, label, start_s, end_s, reason}``).
+    """
+
+    rows: tuple[int, ...]
+    old_path: str
+    new_path: str
+    old_file: str
+    new_file: str
+    subject: str
+    old_channels: tuple[str, ...]
+    new_channels: tuple[str, ...]
+    split: str | None
+    spans: list[Span] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def one_file(self) -> bool:
+        return self.old_path == self.new_path
+
+    @property
+    def name(self) -> str:
+        """``file`` or ``old_file+new_file`` (the ``recording`` column of window metadata)."""
+        return self.old_file if self.one_file else f"{self.old_file}+{self.new_file}"
+
+    @property
+    def labels(self) -> set[str]:
+        return {s.label for s in self.spans}
 
 
 @dataclass(eq=False)
@@ -65,6 +112,7 @@ class Manifest:
     source: str
     seed: int = 0
     fractions: dict = field(default_factory=dict)
+    groups: list[ManifestRecording] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -79,11 +127,20 @@ class Manifest:
 
     @property
     def label_names(self) -> list[str]:
-        return sorted(self.table["label"].dropna().unique().tolist())
+        """Class names from the ``label`` column and the events files."""
+        names = set(self.table["label"].dropna().tolist())
+        for g in self.recordings():
+            names |= g.labels
+        return sorted(names)
+
+    def recordings(self) -> list[ManifestRecording]:
+        """One entry per distinct recording (rows naming the same files are joined), in row order."""
+        return list(self.groups)
 
     def files(self) -> list[Path]:
-        """Every distinct file the manifest refers to."""
-        return sorted({Path(p) for p in pd.concat([self.table["old_path"], self.table["new_path"]])})
+        """Every distinct file the manifest refers to (recordings and events files)."""
+        paths = pd.concat([self.table["old_path"], self.table["new_path"], self.table["events"].dropna()])
+        return sorted({Path(p) for p in paths})
 
     def subjects_per_split(self) -> dict[str, list[str]]:
         return {s: sorted(g["subject"].unique().tolist()) for s, g in self.table.groupby("split")}
@@ -98,6 +155,13 @@ class Manifest:
                 d[k] = None if pd.isna(d[k]) else float(d[k])
             rows.append(d)
         return rows
+
+    def spans_table(self) -> pd.DataFrame:
+        """Every labelled span per recording: ``recording, subject, split, label, start_s, end_s, origin``."""
+        rows = [{"recording": g.name, "subject": g.subject, "split": g.split, "label": s.label,
+                 "start_s": s.start_s, "end_s": s.end_s, "origin": s.origin}
+                for g in self.recordings() for s in g.spans]
+        return pd.DataFrame(rows, columns=["recording", "subject", "split", "label", "start_s", "end_s", "origin"])
 
 
 def _blank(v) -> bool:
@@ -166,6 +230,9 @@ def manifest_from_frame(frame: pd.DataFrame, *, root: str | Path, source: str = 
                                     f"{rec['label_start']!r} and {rec['label_end']!r}.") from None
             if not (np.isfinite(start) and np.isfinite(end) and 0 <= start < end):
                 raise ManifestError(f"{where}, row {i}: need 0 <= label_start < label_end, got {start} and {end}.")
+        events_file = events_path = None
+        if "events" in df.columns and not _blank(rec["events"]):
+            events_file, events_path = resolve(rec["events"], i, "events")
         split = None
         if "split" in df.columns and not _blank(rec["split"]):
             split = str(rec["split"]).strip().lower()
@@ -174,10 +241,12 @@ def manifest_from_frame(frame: pd.DataFrame, *, root: str | Path, source: str = 
                                     "(or blank to assign from the seed).")
         rows.append({"row": i, "old_path": old_path, "new_path": new_path, "old_file": old_file,
                      "new_file": new_file, "subject": str(rec["subject"]).strip(), **chans, "label": label,
-                     "label_start": start, "label_end": end, "split": split})
+                     "label_start": start, "label_end": end, "split": split, "events": events_path,
+                     "events_file": events_file})
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
-    for col in ("label", "split"):  # missing values as None, never NaN
+    for col in ("label", "split", "events", "events_file"):  # missing values as None, never NaN
         table[col] = table[col].astype(object).where(table[col].notna(), None)
+    groups = _group_rows(table, Path(str(source)).name, check_files=check_files)
 
     # subjects given a split in one row keep it everywhere; a subject in two splits is an error
     given: dict[str, tuple[str, int]] = {}
@@ -191,8 +260,10 @@ def manifest_from_frame(frame: pd.DataFrame, *, root: str | Path, source: str = 
         given.setdefault(r.subject, (r.split, r.row))
     todo = sorted(set(table["subject"]) - set(given))
     if todo:
-        sub = table[table["subject"].isin(todo)]
-        classes = {s: set(g["label"].dropna()) for s, g in sub.groupby("subject")}
+        classes: dict[str, set[str]] = {}
+        for g in groups:
+            if g.subject in todo:
+                classes.setdefault(g.subject, set()).update(g.labels)
         assigned = assign_splits(todo, seed=seed, fractions=fr, classes=classes)
         if given:
             logger.info("%s: %d subject(s) without a split were assigned from seed %d.", where, len(todo), seed)
@@ -200,7 +271,49 @@ def manifest_from_frame(frame: pd.DataFrame, *, root: str | Path, source: str = 
         assigned = {}
     mapping = {**{s: v[0] for s, v in given.items()}, **assigned}
     table["split"] = table["subject"].map(mapping)
-    return Manifest(table=table, root=root, source=str(source), seed=int(seed), fractions=fr)
+    for g in groups:
+        g.split = mapping[g.subject]
+    return Manifest(table=table, root=root, source=str(source), seed=int(seed), fractions=fr, groups=groups)
+
+
+def _group_rows(table: pd.DataFrame, where: str, *, check_files: bool = True) -> list[ManifestRecording]:
+    """Join rows naming the same recording; collect, merge and check their labelled spans."""
+    groups: dict[tuple[str, str], ManifestRecording] = {}
+    first_row: dict[tuple[str, str], object] = {}
+    events_cache: dict[str, tuple[list[Span], list[dict]]] = {}
+    raw: dict[tuple[str, str], list[Span]] = {}
+    for r in table.itertuples(index=False):
+        key = (r.old_path, r.new_path)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = ManifestRecording(
+                rows=(), old_path=r.old_path, new_path=r.new_path, old_file=r.old_file, new_file=r.new_file,
+                subject=r.subject, old_channels=r.old_channels, new_channels=r.new_channels, split=r.split)
+            first_row[key] = r
+            raw[key] = []
+        else:
+            f = first_row[key]
+            for col, what in (("subject", "subject"), ("old_channels", "old channels"),
+                              ("new_channels", "new channels")):
+                if getattr(r, col) != getattr(f, col):
+                    raise ManifestError(
+                        f"{where}: rows {f.row} and {r.row} name the same recording ({g.name}) with different "
+                        f"{what} ({getattr(f, col)!r} and {getattr(r, col)!r}); rows of one recording must agree.")
+        g.rows = g.rows + (int(r.row),)
+        if r.label is not None:
+            whole = pd.isna(r.label_start)
+            raw[key].append(Span(0.0 if whole else float(r.label_start), math.inf if whole else float(r.label_end),
+                                 str(r.label), f"{where} row {r.row}"))
+        if r.events is not None and (check_files or Path(r.events).is_file()):
+            if r.events not in events_cache:
+                ev_name = Path(r.events_file).name
+                events_cache[r.events] = spans_from_events(read_events(r.events, name=ev_name), where=ev_name)
+            spans, skipped = events_cache[r.events]
+            raw[key].extend(spans)
+            g.skipped.extend(dict(d, row=int(r.row)) for d in skipped)
+    for key, g in groups.items():
+        g.spans = merge_spans(raw[key], where=f"{where} ({g.name})")
+    return list(groups.values())
 
 
 def read_manifest(path: str | Path, *, seed: int = 0, fractions: Mapping[str, float] | None = None) -> Manifest:

@@ -1,26 +1,31 @@
 """Turn a manifest into time-synchronised, preprocessed windows of both modalities.
 
-Per manifest row:
+Per recording (rows naming the same file(s) are one recording, read and cut once):
 
-1. read each side's channels (one read when both live in the same file); when
-   the encoder spec names its channels (EEG 10-20), the row's channels are
+1. read each side's channels -- separately, so one file whose sides are stored at
+   different rates (a PSG with EEG at 256 Hz and ECG at 512 Hz) works as a one-file
+   row; when the encoder spec names its channels (EEG 10-20), the row's channels are
    matched to them by name or electrode position and put in the spec's order;
-2. find the common time span. Two files that both carry a start time are
-   aligned on it; when either lacks one, both are taken to start at 0 (the
-   files are assumed to be synchronised at their first sample). Times in
-   ``meta.start_s`` and the manifest's ``label_start``/``label_end`` are
-   seconds from the start of the old-modality file;
-3. mark NaN and flat-lined stretches on the raw signal, band-pass the
-   continuous recording (``data.preprocess``), resample to each spec's
-   ``sfreq``;
-4. cut windows of ``window_s`` every ``step_s`` seconds in the common span; drop
-   windows touching NaN or flat lines (counted per reason in ``dropped``); a
-   window is labelled only when it lies entirely inside the row's labelled span;
-5. normalise (z-score per window and channel by default).
+2. find the common time span. Two files that both carry a start time are aligned on
+   it (sub-second parts included); when either lacks one, both are taken to start at
+   0 (synchronised at their first sample). The offset and the overlap are logged and
+   kept per recording (``PairedWindows.recordings``). Times in ``meta.start_s``,
+   ``label_start``/``label_end`` and events files are seconds from the start of the
+   old-modality file;
+3. convert to the encoder's unit when its spec asks for a physical one
+   (``spec.units``, e.g. ``"uV"``); mark recording gaps (``Recording.gaps``), NaN and
+   flat-lined stretches on the raw signal; band-pass the continuous recording
+   (``data.preprocess``); resample to each spec's ``sfreq``;
+4. plan the windows (``data.grid``): anchored at each labelled span's start, never
+   straddling a label boundary, a short span giving the window that ends at its end,
+   unlabelled stretches on their own grid; drop windows touching a gap, NaN or a flat
+   line (counted per split, class and reason);
+5. normalise each side as its encoder expects (``spec.normalisation``, z-score per
+   window and channel for the built-ins) unless ``Preprocessing.normalisation``
+   overrides it.
 
-Results are cached on disk (``paths.cache_dir("windows")``), keyed by the
-manifest content, the files' sizes and modification times, both specs and the
-settings.
+Results are cached on disk (``paths.cache_dir("windows")``), keyed by the manifest
+content, the files' sizes and modification times, both specs and the settings.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -37,23 +43,31 @@ import pandas as pd
 
 from ..errors import BioXError, RecordingError, WindowingError
 from ..spec import SignalSpec
-from .manifest import Manifest, read_manifest
+from .channels import match_channels  # noqa: F401  (moved to data.channels; kept importable here)
+from .grid import SPAN_DROP_REASONS, plan_windows
+from .manifest import Manifest, ManifestRecording, read_manifest
 from .preprocess import Preprocessing, bad_in_windows, filter_signal, flat_mask, nan_mask, normalise_windows
-from .recording import Recording, eeg_position
+from .recording import Recording, start_offset_s
+from .units import unit_scale
 from .windows import META_COLUMNS, PairedWindows
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: why windows are dropped (keys of ``PairedWindows.dropped``)
 DROP_REASONS = {
+    "gap": "touches a recording gap (discontinuous EDF+D, multi-segment WFDB...) in either modality",
     "nan_old": "NaN or missing samples in the old modality",
     "nan_new": "NaN or missing samples in the new modality",
     "flat_old": "flat line (constant samples) in the old modality",
     "flat_new": "flat line (constant samples) in the new modality",
 }
+#: every reason a window or a labelled span can be dropped, with its meaning
+ALL_DROP_REASONS = {**DROP_REASONS, **SPAN_DROP_REASONS}
 ProgressFn = Callable[[int, int, str], None]
 _TOL_S = 1e-6
+#: units a spec may ask for that are not physical (no conversion)
+_NON_PHYSICAL_UNITS = {"", "zscore", "z", "none", "nu", "au", "a.u."}
 
 
 @dataclass(eq=False)
@@ -77,33 +91,32 @@ class RecordingWindows:
         return int(self.x.shape[0])
 
 
-# -- channel selection ---------------------------------------------------------------------------
-def match_channels(names: Sequence[str], spec: SignalSpec, *, where: str) -> list[str]:
-    """Channels of ``names`` to use for ``spec``, in the spec's order when it names its channels.
+# -- units -----------------------------------------------------------------------------------------
+def to_spec_units(rec: Recording, spec: SignalSpec) -> Recording:
+    """``rec`` in the unit ``spec.units`` asks for (unchanged when the spec wants z-scored input).
 
-    Raises WindowingError naming ``where`` when the count does not fit ``spec.n_chans``
-    or a channel the spec needs is missing.
+    Raises WindowingError naming the file and channel when a channel has no unit or one that
+    cannot be converted (never a silently mis-scaled signal).
     """
-    names = list(names)
-    if spec.ch_names:
-        chosen = []
-        for want in spec.ch_names:
-            pos = eeg_position(want)
-            hit = [n for n in names if n.lower() == want.lower()]
-            if not hit and pos is not None:
-                hit = [n for n in names if eeg_position(n) == pos]
-            if not hit:
-                raise WindowingError(
-                    f"{where}: the {spec.modality} encoder needs channel '{want}' but the manifest lists "
-                    f"{names}.")
-            chosen.append(hit[0])
-        if len(chosen) != len(names):
-            logger.info("%s: using %d of %d listed channels (those the encoder knows).", where, len(chosen), len(names))
-        names = chosen
-    if spec.n_chans is not None and len(names) != spec.n_chans:
-        raise WindowingError(
-            f"{where}: {len(names)} {spec.modality} channel(s) {names} but the encoder takes {spec.n_chans}.")
-    return names
+    want = str(spec.units or "").strip()
+    if want.lower() in _NON_PHYSICAL_UNITS:
+        return rec
+    factors = []
+    for ch, unit in zip(rec.ch_names, rec.units or [""] * rec.n_chans):
+        if not str(unit).strip():
+            raise WindowingError(f"{rec.name}, channel '{ch}': no physical unit in the file, but the "
+                                 f"{spec.modality} encoder expects {want}; cannot scale it.")
+        try:
+            factors.append(unit_scale(unit, want))
+        except (ValueError, BioXError) as exc:
+            raise WindowingError(f"{rec.name}, channel '{ch}': unit {unit!r} cannot be converted to the "
+                                 f"{want} the {spec.modality} encoder expects ({exc}).") from None
+    if all(abs(f - 1.0) < 1e-12 for f in factors):
+        return rec
+    out = rec.copy()
+    out.data = (rec.data * np.asarray(factors, dtype=np.float32)[:, None]).astype(np.float32)
+    out.units = [want] * rec.n_chans
+    return out
 
 
 # -- one side of one recording -------------------------------------------------------------------
@@ -114,23 +127,37 @@ class _Side:
     raw_sfreq: float
     nan: np.ndarray  # bad-sample masks at the raw rate
     flat: np.ndarray
+    gap: np.ndarray
     duration_s: float
     start_time: object
     source: str
+    n_gaps: int = 0
+
+
+def gap_mask(rec: Recording) -> np.ndarray:
+    """Samples inside ``rec.gaps`` (``(onset_s, duration_s)`` from the first sample), shape (n_times,)."""
+    mask = np.zeros(rec.n_times, dtype=bool)
+    for onset, dur in getattr(rec, "gaps", None) or []:
+        i0 = max(int(math.floor(float(onset) * rec.sfreq)), 0)
+        i1 = min(int(math.ceil((float(onset) + float(dur)) * rec.sfreq)), rec.n_times)
+        mask[i0:i1] = True
+    return mask
 
 
 def _prepare(rec: Recording, spec: SignalSpec, prep: Preprocessing) -> _Side:
-    """Quality masks on raw samples, filter at the file's rate, resample to ``spec.sfreq``."""
+    """Unit, quality masks on raw samples, filter at the file's rate, resample to ``spec.sfreq``."""
+    rec = to_spec_units(rec, spec)
     raw = rec.data
+    gap = gap_mask(rec)
     nan = nan_mask(raw)
-    flat = flat_mask(raw, rec.sfreq, prep.flat_s, prep.flat_tol)
-    modality = spec.modality
-    filt = filter_signal(raw, rec.sfreq, modality, prep, max_hz=0.45 * spec.sfreq)
+    flat = flat_mask(raw, rec.sfreq, prep.flat_s_for(spec.modality), prep.flat_tol)
+    filt = filter_signal(raw, rec.sfreq, spec.modality, prep, max_hz=0.45 * spec.sfreq)
     tmp = Recording(data=filt.astype(np.float32), sfreq=rec.sfreq, ch_names=rec.ch_names,
                     ch_types=rec.ch_types, source=rec.source)
     res = tmp.resample(spec.sfreq)
-    return _Side(data=res.data, sfreq=spec.sfreq, raw_sfreq=rec.sfreq, nan=nan, flat=flat,
-                 duration_s=rec.duration_s, start_time=rec.start_time, source=rec.source)
+    return _Side(data=res.data, sfreq=spec.sfreq, raw_sfreq=rec.sfreq, nan=nan, flat=flat, gap=gap,
+                 duration_s=rec.duration_s, start_time=rec.start_time, source=rec.source,
+                 n_gaps=len(getattr(rec, "gaps", None) or []))
 
 
 def _cut(side: _Side, starts_s: np.ndarray, n_times: int) -> np.ndarray:
@@ -162,10 +189,47 @@ def _check_lengths(window_s: float | None, step_s: float | None, spec: SignalSpe
     return window_s, step_s
 
 
+def check_window_request(old_spec: SignalSpec, new_spec: SignalSpec, window_s: float | None = None,
+                         step_s: float | None = None, *, old_name: str | None = None,
+                         new_name: str | None = None) -> tuple[float, float]:
+    """The window length and step to use, checked against both encoders before any work.
+
+    ``window_s`` defaults to the old encoder's ``spec.window_s``, ``step_s`` to ``window_s``.
+    Raises ``ConfigError`` with the allowed range when either encoder does not accept the
+    length (``SignalSpec.check_window``), or for a non-positive length or step.
+    """
+    window_s, step_s = _check_lengths(window_s, step_s, old_spec)
+    old_spec.check_window(window_s, encoder=old_name)
+    new_spec.check_window(window_s, encoder=new_name)
+    return window_s, step_s
+
+
+def side_normalisation(spec: SignalSpec, prep: Preprocessing) -> str:
+    """The normalisation one side gets: ``prep.normalisation`` when set, else the encoder's own."""
+    mode = getattr(prep, "normalisation", None)
+    if mode is None:
+        return spec.normalisation
+    if mode != spec.normalisation:
+        logger.warning("The %s encoder expects %r inputs but preprocessing asks for %r; using %r.",
+                       spec.modality, spec.normalisation, mode, mode)
+    return mode
+
+
 def _read(path: str, channels: list[str]) -> Recording:
     from .readers import read_recording
 
     return read_recording(path, channels=channels)
+
+
+def _read_sides(g: ManifestRecording, old_ch: list[str], new_ch: list[str]) -> tuple[Recording, Recording]:
+    """Each side's channels; one read when both sides live in one file at one rate."""
+    if not g.one_file:
+        return _read(g.old_path, old_ch), _read(g.new_path, new_ch)
+    try:
+        both = _read(g.old_path, list(dict.fromkeys(old_ch + new_ch)))
+    except RecordingError:  # e.g. the sides are stored at different rates: read them apart
+        return _read(g.old_path, old_ch), _read(g.new_path, new_ch)
+    return both.pick(old_ch), both.pick(new_ch)
 
 
 # -- paired windows ------------------------------------------------------------------------------
@@ -187,39 +251,67 @@ def _cache_key(manifest: Manifest, old_spec: SignalSpec, new_spec: SignalSpec, w
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def _overlap(g: ManifestRecording, old: _Side, new: _Side, where: str) -> dict:
+    """Offset of the new file in the old one's time base and the common span (logged, returned)."""
+    offset, aligned = 0.0, "one file"
+    if not g.one_file:
+        if old.start_time is not None and new.start_time is not None:
+            offset, aligned = start_offset_s(old.start_time, new.start_time), "start times"  # aware/naive safe
+        else:
+            aligned = "first samples"
+            logger.info("%s: no start time in both files; assuming both start at 0 s.", where)
+    t0, t1 = max(0.0, offset), min(old.duration_s, offset + new.duration_s)
+    info = {
+        "recording": g.name, "subject": g.subject, "split": g.split, "rows": list(g.rows),
+        "old_file": g.old_file, "new_file": g.new_file, "aligned_on": aligned,
+        "old_start": old.start_time.isoformat() if old.start_time is not None else None,
+        "new_start": new.start_time.isoformat() if new.start_time is not None else None,
+        "offset_s": round(offset, 6), "old_duration_s": round(old.duration_s, 6),
+        "new_duration_s": round(new.duration_s, 6), "common_start_s": round(t0, 6), "common_end_s": round(t1, 6),
+        "overlap_s": round(max(t1 - t0, 0.0), 6), "gaps_old": old.n_gaps, "gaps_new": new.n_gaps,
+    }
+    if not g.one_file:
+        logger.info("%s: new file starts %+.3f s after the old (aligned on %s); %.3f s in common "
+                    "(old %.3f s, new %.3f s).", where, offset, aligned, max(t1 - t0, 0.0), old.duration_s,
+                    new.duration_s)
+    return info
+
+
 def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec, new_spec: SignalSpec,
                         window_s: float | None = None, step_s: float | None = None,
                         preprocessing: Preprocessing | None = None, cache: bool = True,
                         on_progress: ProgressFn | None = None) -> PairedWindows:
-    """Paired, preprocessed windows of both modalities for every manifest row (see module docstring).
+    """Paired, preprocessed windows of both modalities for every manifest recording (see module docstring).
 
     Parameters
     ----------
     manifest : a ``Manifest`` or the path of a manifest CSV (read with seed 0).
-    old_spec, new_spec : input contracts of the old and new encoder (rate, channels).
-    window_s : window length in seconds (default ``old_spec.window_s``), same on both sides.
+    old_spec, new_spec : input contracts of the old and new encoder (rate, channels, window range,
+        normalisation, units).
+    window_s : window length in seconds (default ``old_spec.window_s``), same on both sides; must lie
+        in both specs' ``window_range`` (checked before any file is read).
     step_s : step between window starts in seconds (default ``window_s``: no overlap).
-    preprocessing : filters and normalisation (default ``Preprocessing()``).
+    preprocessing : filters (and an optional normalisation override; default ``Preprocessing()``).
     cache : reuse/save the result under ``paths.cache_dir("windows")``.
     on_progress : ``on_progress(step, total, message)`` after each recording.
 
     Returns
     -------
     PairedWindows with ``x_old`` (n, C_old, window_s*old_spec.sfreq), ``x_new`` likewise, ``meta``
-    (subject, recording, split, start_s, label), and ``dropped`` counts per reason
-    (``nan_old``, ``nan_new``, ``flat_old``, ``flat_new``).
+    (subject, recording, split, start_s, label), ``dropped`` (reason -> windows), ``dropped_windows``
+    (per split, class and reason), ``dropped_spans`` (labelled spans giving no window, with reason) and
+    ``recordings`` (offset and overlap of each recording's two sides).
+
+    Raises
+    ------
+    ConfigError : a window length outside an encoder's range, or a non-positive length or step.
+    WindowingError / RecordingError : naming the manifest row and file (no overlap, too short, channels).
     """
+    prep = preprocessing if preprocessing is not None else Preprocessing()
+    window_s, step_s = check_window_request(old_spec, new_spec, window_s, step_s)
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
-    prep = preprocessing if preprocessing is not None else Preprocessing()
-    window_s, step_s = _check_lengths(window_s, step_s, old_spec)
-    for spec in (old_spec, new_spec):
-        if not spec.flexible_length and abs(spec.window_s - window_s) > _TOL_S:
-            logger.warning("window_s=%g s differs from the %s encoder's %g s windows.", window_s, spec.modality,
-                           spec.window_s)
-        if spec.normalisation != prep.normalisation:
-            logger.warning("The %s encoder expects %r inputs but preprocessing uses %r.", spec.modality,
-                           spec.normalisation, prep.normalisation)
+    norm_old, norm_new = side_normalisation(old_spec, prep), side_normalisation(new_spec, prep)
     src = Path(manifest.source).name
     cache_path = None
     if cache:
@@ -231,7 +323,7 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
                 pw = PairedWindows.load(cache_path)
                 logger.info("Loaded %d cached windows from %s", len(pw), cache_path)
                 if on_progress:
-                    on_progress(len(manifest), len(manifest), "loaded windows from cache")
+                    on_progress(len(manifest.recordings()), len(manifest.recordings()), "loaded windows from cache")
                 return pw
             except (OSError, ValueError, KeyError, BioXError) as exc:
                 logger.warning("Ignoring unreadable window cache %s (%s).", cache_path, exc)
@@ -239,13 +331,18 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
     n_old_t, n_new_t = int(round(window_s * old_spec.sfreq)), int(round(window_s * new_spec.sfreq))
     xs_old, xs_new, metas = [], [], []
     dropped: dict[str, int] = {}
+    dropped_windows: dict[tuple, int] = {}
+    dropped_spans: list[dict] = []
+    recordings: list[dict] = []
     counts: tuple[int, int] | None = None
     first_channels: tuple[list[str], list[str]] | None = None
-    total = len(manifest.table)
-    for k, row in enumerate(manifest.table.itertuples(index=False), start=1):
-        where = f"{src}, row {row.row} ({row.old_file})"
-        old_ch = match_channels(row.old_channels, old_spec, where=f"{where}, old side")
-        new_ch = match_channels(row.new_channels, new_spec, where=f"{where}, new side")
+    groups = manifest.recordings()
+    total = len(groups)
+    for k, g in enumerate(groups, start=1):
+        rows = ", ".join(map(str, g.rows))
+        where = f"{src}, row{'s' if len(g.rows) > 1 else ''} {rows} ({g.old_file})"
+        old_ch = match_channels(g.old_channels, old_spec, where=f"{where}, old side")
+        new_ch = match_channels(g.new_channels, new_spec, where=f"{where}, new side")
         if counts is None:
             counts, first_channels = (len(old_ch), len(new_ch)), (old_ch, new_ch)
         elif counts != (len(old_ch), len(new_ch)):
@@ -253,57 +350,49 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
                 f"{where}: {len(old_ch)} old / {len(new_ch)} new channels, but earlier rows have "
                 f"{counts[0]} old / {counts[1]} new; every row needs the same channel counts.")
         try:
-            if row.old_path == row.new_path:
-                both = _read(row.old_path, list(dict.fromkeys(old_ch + new_ch)))
-                rec_old, rec_new = both.pick(old_ch), both.pick(new_ch)
-            else:
-                rec_old, rec_new = _read(row.old_path, old_ch), _read(row.new_path, new_ch)
+            rec_old, rec_new = _read_sides(g, old_ch, new_ch)
         except RecordingError as exc:
-            raise RecordingError(f"{src}, row {row.row}: {exc}") from None
+            raise RecordingError(f"{src}, row {g.rows[0]}: {exc}") from None
         old, new = _prepare(rec_old, old_spec, prep), _prepare(rec_new, new_spec, prep)
 
-        # common span in the old file's time base; new time = old time - offset
-        offset = 0.0
-        if row.old_path != row.new_path and rec_old.start_time is not None and rec_new.start_time is not None:
-            offset = (rec_new.start_time - rec_old.start_time).total_seconds()
-        elif row.old_path != row.new_path:
-            logger.info("%s: no start time in both files; assuming both start at 0 s.", where)
-        t0, t1 = max(0.0, offset), min(old.duration_s, offset + new.duration_s)
-        names = f"{Path(row.old_path).name} and {Path(row.new_path).name}"
+        info = _overlap(g, old, new, where)
+        offset, t0, t1 = info["offset_s"], info["common_start_s"], info["common_end_s"]
+        names = f"{Path(g.old_path).name} and {Path(g.new_path).name}"
         if t1 <= t0:
             raise WindowingError(f"{where}: {names} do not overlap in time (new starts {offset:+.3f} s after old; "
                                  f"durations {old.duration_s:.1f} s and {new.duration_s:.1f} s).")
         if t1 - t0 + _TOL_S < window_s:
             raise WindowingError(f"{where}: only {t1 - t0:.2f} s of common recording in {names}, shorter than "
                                  f"one {window_s:g} s window.")
-        starts = _window_starts(t0, t1, window_s, step_s)
-        bad = {**_bad_reasons(old, starts, window_s, "old"), **_bad_reasons(new, starts - offset, window_s, "new")}
+        plan = plan_windows(t0, t1, g.spans, window_s, step_s, recording_end_s=old.duration_s)
+        base = {"recording": g.name, "subject": g.subject, "split": g.split}
+        for d in g.skipped + plan.dropped_spans:
+            dropped_spans.append({**base, **{k2: d[k2] for k2 in ("label", "start_s", "end_s", "origin", "reason")}})
+        starts, labels = plan.start_s, plan.label
+        bad = {"gap": bad_in_windows(old.gap, old.raw_sfreq, starts, window_s)
+               | bad_in_windows(new.gap, new.raw_sfreq, starts - offset, window_s),
+               **_bad_reasons(old, starts, window_s, "old"), **_bad_reasons(new, starts - offset, window_s, "new")}
         keep = np.ones(len(starts), dtype=bool)
         for reason, mask in bad.items():
             hit = mask & keep
             if hit.any():
                 dropped[reason] = dropped.get(reason, 0) + int(hit.sum())
+                for lab in labels[hit]:
+                    key = (g.split, lab, reason)
+                    dropped_windows[key] = dropped_windows.get(key, 0) + 1
             keep &= ~mask
         if not keep.all():
             logger.info("%s: dropped %d of %d windows (%s).", where, int((~keep).sum()), len(starts),
                         ", ".join(f"{r} {int(m.sum())}" for r, m in bad.items() if m.any()))
-        starts = starts[keep]
+        starts, labels = starts[keep], labels[keep]
+        info.update(n_windows=int(len(starts)), n_labelled=int(sum(v is not None for v in labels)))
+        recordings.append(info)
         if len(starts):
             xs_old.append(_cut(old, starts, n_old_t))
             xs_new.append(_cut(new, starts - offset, n_new_t))
-            labels = np.full(len(starts), None, dtype=object)
-            if row.label is not None:
-                if pd.isna(row.label_start):
-                    labels[:] = row.label
-                else:
-                    inside = (starts >= row.label_start - _TOL_S) & (starts + window_s <= row.label_end + _TOL_S)
-                    labels[inside] = row.label
-            metas.append(pd.DataFrame({
-                "subject": row.subject, "recording": row.old_file if row.old_path == row.new_path
-                else f"{row.old_file}+{row.new_file}", "split": row.split, "start_s": starts, "label": labels,
-            }))
+            metas.append(pd.DataFrame({**base, "start_s": starts, "label": labels}))
         if on_progress:
-            on_progress(k, total, f"windowed {row.old_file}")
+            on_progress(k, total, f"windowed {g.name}")
 
     if not metas:
         why = ", ".join(f"{r}: {n}" for r, n in dropped.items()) or "recordings too short"
@@ -311,15 +400,22 @@ def make_paired_windows(manifest: Manifest | str | Path, *, old_spec: SignalSpec
     meta = pd.concat(metas, ignore_index=True)[list(META_COLUMNS)]
     x_old, x_new = np.concatenate(xs_old), np.concatenate(xs_new)
     _check_classes(meta, src)
-    groups = meta["subject"].to_numpy()
-    x_old = normalise_windows(x_old, prep.normalisation, groups)
-    x_new = normalise_windows(x_new, prep.normalisation, groups)
+    groups_arr = meta["subject"].to_numpy()
+    x_old = normalise_windows(x_old, norm_old, groups_arr)
+    x_new = normalise_windows(x_new, norm_new, groups_arr)
     pw = PairedWindows(
         x_old=x_old, x_new=x_new, meta=meta, old_channels=list(first_channels[0]),
         new_channels=list(first_channels[1]), sfreq_old=float(old_spec.sfreq), sfreq_new=float(new_spec.sfreq),
         window_s=window_s, step_s=step_s, dropped=dropped,
-        preprocessing={**prep.to_dict(), "source": str(manifest.source), "seed": manifest.seed},
+        dropped_windows=[{"split": s, "label": lab, "reason": r, "n": n}
+                         for (s, lab, r), n in dropped_windows.items()],
+        dropped_spans=dropped_spans, recordings=recordings,
+        preprocessing={**prep.to_dict(), "normalisation_old": norm_old, "normalisation_new": norm_new,
+                       "source": str(manifest.source), "seed": manifest.seed},
     )
+    if dropped_spans:
+        logger.info("%s: %d labelled span(s) gave no window (%s).", src, len(dropped_spans),
+                    ", ".join(sorted({d["reason"] for d in dropped_spans})))
     if cache_path is not None:
         pw.save(cache_path)
     return pw
@@ -349,9 +445,12 @@ def window_recording(rec: Recording, *, spec: SignalSpec, channels: Sequence[str
 
     ``channels`` defaults to the recording's channels of ``spec.modality`` (all channels when
     none is typed so). ``"zscore-subject"`` normalisation uses the whole recording's statistics.
+    Windows touching a gap, NaN or a flat line are dropped (``dropped``: ``gap``, ``nan``, ``flat``).
+    A ``window_s`` outside ``spec.window_range`` raises ``ConfigError`` before any work.
     """
     prep = preprocessing if preprocessing is not None else Preprocessing()
     window_s, step_s = _check_lengths(window_s, step_s, spec)
+    spec.check_window(window_s)
     if channels is None:
         typed = [c for c, t in zip(rec.ch_names, rec.ch_types) if t == spec.modality]
         channels = typed or list(rec.ch_names)
@@ -361,7 +460,8 @@ def window_recording(rec: Recording, *, spec: SignalSpec, channels: Sequence[str
     if side.duration_s + _TOL_S < window_s:
         raise WindowingError(f"{rec.name}: {side.duration_s:.2f} s is shorter than one {window_s:g} s window.")
     starts = _window_starts(0.0, side.duration_s, window_s, step_s)
-    bad = _bad_reasons(side, starts, window_s, spec.modality.lower())
+    bad = {"gap": bad_in_windows(side.gap, side.raw_sfreq, starts, window_s),
+           **_bad_reasons(side, starts, window_s, spec.modality.lower())}
     keep = np.ones(len(starts), dtype=bool)
     dropped: dict[str, int] = {}
     for reason, mask in bad.items():
@@ -374,5 +474,5 @@ def window_recording(rec: Recording, *, spec: SignalSpec, channels: Sequence[str
     if not len(starts):
         why = ", ".join(f"{r}: {n}" for r, n in dropped.items())
         raise WindowingError(f"{rec.name}: every window was dropped ({why}).")
-    x = normalise_windows(_cut(side, starts, int(round(window_s * spec.sfreq))), prep.normalisation)
+    x = normalise_windows(_cut(side, starts, int(round(window_s * spec.sfreq))), side_normalisation(spec, prep))
     return RecordingWindows(x=x, start_s=starts, dropped=dropped, ch_names=list(chans), sfreq=float(spec.sfreq))

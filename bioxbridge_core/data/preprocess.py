@@ -18,8 +18,9 @@ other   none
 The upper edge is clipped to 0.45 x the lower of the file's and the encoder's
 rate, so it always stays below Nyquist.
 
-Normalisation: ``"zscore-window"`` (default) z-scores each window and channel.
-It keeps heart-rate and rhythm differences between recordings (they live in
+Normalisation: each side as its encoder's ``spec.normalisation`` says (``"zscore-window"``, the
+built-ins' choice, z-scores each window and channel), unless ``Preprocessing.normalisation`` is set.
+Per-window z-scoring keeps heart-rate and rhythm differences between recordings (they live in
 the timing, not the amplitude) and removes device gain (PPG units differ
 between monitors). ``"zscore-subject"`` uses one mean/std per subject and
 channel (keeps amplitude differences within a subject); ``"none"`` leaves
@@ -46,6 +47,10 @@ DEFAULT_BANDS: dict[str, tuple[float, float | None]] = {
     "EDA": (None, 1.0),
 }
 _EPS = 1e-8
+#: shortest constant stretch (s) that counts as a flat line, per modality, whatever ``flat_s`` says:
+#: EDA is slow and coarsely quantised (Empatica E4: 4 Hz, ~0.001 uS steps); on clean Stress-Predict
+#: recordings (S02, S08, S10) constant runs last up to 3 s, so 1 s would drop most windows
+MIN_FLAT_S: dict[str, float] = {"EDA": 5.0}
 
 
 @dataclass
@@ -59,7 +64,8 @@ class Preprocessing:
         means "no edge" (low None: low-pass only; high None: 0.45 x sfreq).
     filter_order : Butterworth order (applied forwards and backwards: zero phase).
     notch_hz : mains frequency to notch out (50 or 60), or None.
-    normalisation : one of ``NORMALISATIONS``.
+    normalisation : one of ``NORMALISATIONS`` for both sides, or ``None`` (default): each side as its
+        encoder's ``spec.normalisation`` says (``data.pairing.side_normalisation``).
     flat_s : a stretch of at least this many seconds of constant samples on any
         channel marks the windows it touches as flat-lined (dropped). 0 disables.
     flat_tol : absolute tolerance for "constant" (0 = exactly equal samples).
@@ -69,12 +75,13 @@ class Preprocessing:
     bands: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     filter_order: int = 4
     notch_hz: float | None = None
-    normalisation: str = "zscore-window"
+    normalisation: str | None = None
     flat_s: float = 1.0
     flat_tol: float = 0.0
 
     def __post_init__(self) -> None:
-        check_option("normalisation", self.normalisation, NORMALISATIONS, owner="Preprocessing")
+        if self.normalisation is not None:
+            check_option("normalisation", self.normalisation, NORMALISATIONS, owner="Preprocessing")
         check_range("filter_order", self.filter_order, low=1, high=10, integer=True, owner="Preprocessing")
         check_range("flat_s", self.flat_s, low=0, owner="Preprocessing")
         check_range("flat_tol", self.flat_tol, low=0, owner="Preprocessing")
@@ -90,6 +97,12 @@ class Preprocessing:
                 raise ConfigError(f"Preprocessing.bands['{mod}'] needs low < high, got {band!r}.")
             bands[str(mod)] = (None if lo is None else float(lo), None if hi is None else float(hi))
         self.bands = bands
+
+    def flat_s_for(self, modality: str) -> float:
+        """``flat_s`` for ``modality``: at least ``MIN_FLAT_S[modality]`` unless flat detection is off (0)."""
+        if self.flat_s <= 0:
+            return 0.0
+        return max(float(self.flat_s), MIN_FLAT_S.get(modality, 0.0))
 
     def band_for(self, modality: str, sfreq: float) -> tuple[float | None, float | None] | None:
         """Effective (low, high) edges in Hz for ``modality`` at ``sfreq``; None = no filter."""

@@ -7,9 +7,14 @@
 - ``cinc2015_manifest``: PhysioNet/CinC Challenge 2015 VT alarms. One WFDB record per
   subject; old = the first ECG lead of each header (names vary: II, V, aVF...),
   new = ``PLETH``. The alarm verdict (``alarms.csv``) labels only the span before the
-  alarm (284-300 s by default); the rest of each record is unlabelled pair data.
-  Records without PLETH are left out and listed in a ``.notes.json`` beside the
-  manifest (and logged).
+  alarm (284-300 s by default; with 16 s windows exactly one labelled window per
+  record); the rest of each record is unlabelled pair data. Records without PLETH are
+  left out and listed in a ``.notes.json`` beside the manifest (and logged).
+- ``stress_predict_manifest``: Stress-Predict (Iqbal et al. 2022), Empatica E4 exports.
+  Per subject ``SNN/EDA.csv`` and ``SNN/BVP.csv`` are two synchronised files (E4 layout:
+  row 1 start time in unix seconds, row 2 rate, then samples); ``labels.csv``
+  (``participant,time_unix_s,label``, one row per second) becomes one BIDS-style events
+  file per subject (``rest``/``stress`` spans, onsets from the old file's start).
 
 The data folder may be read-only, so manifests (with absolute paths) go to
 ``out_dir`` or ``paths.cache_dir("recipes")``.
@@ -21,9 +26,12 @@ import csv
 import logging
 import re
 from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
 
 from .._check import check_option, soft_import
-from .._io import atomic_write_json
+from .._io import atomic_write_bytes, atomic_write_json
 from ..errors import ManifestError, RecordingError
 from .manifest import write_manifest
 from .recording import eeg_position, infer_ch_type
@@ -116,7 +124,8 @@ def _verdict_from_comments(comments: list[str]) -> int | None:
 
 
 def cinc2015_manifest(root: str | Path, *, out_dir: str | Path | None = None, old: str = "ECG",
-                      label_start: float = 284.0, label_end: float = 300.0) -> Path:
+                      label_start: float = 284.0, label_end: float = 300.0,
+                      records: Sequence[str] | None = None) -> Path:
     """Write a manifest for the CinC 2015 VT-alarm WFDB records in ``root``; returns its path.
 
     Parameters
@@ -126,6 +135,7 @@ def cinc2015_manifest(root: str | Path, *, out_dir: str | Path | None = None, ol
     old : ``"ECG"`` (old = first ECG lead, new = PLETH) or ``"PPG"`` (the reverse).
     label_start, label_end : seconds of the labelled span before the alarm (284-300 s in the
         full records; 44-60 s in the 60 s test fixtures cut at 240-300 s).
+    records : only these record names (e.g. a quick subset); default every record.
 
     Labels are ``true_alarm`` / ``false_alarm`` from ``alarms.csv`` (else the header comments).
     Records without PLETH or without an ECG lead are left out and listed in
@@ -137,6 +147,12 @@ def cinc2015_manifest(root: str | Path, *, out_dir: str | Path | None = None, ol
     wfdb = soft_import("wfdb", "reading WFDB headers")
     root = Path(root).expanduser()
     headers = sorted(root.glob("*.hea"))
+    if records is not None:
+        wanted = {str(r) for r in records}
+        unknown = sorted(wanted - {h.stem for h in headers})
+        if unknown:
+            raise ManifestError(f"{root}: no record(s) {unknown[:5]} (no .hea file).")
+        headers = [h for h in headers if h.stem in wanted]
     if not headers:
         raise ManifestError(f"{root}: no WFDB headers (*.hea) found.")
     alarms = _read_alarms(root)
@@ -174,4 +190,116 @@ def cinc2015_manifest(root: str | Path, *, out_dir: str | Path | None = None, ol
     if not rows:
         raise ManifestError(f"{root}: no record has both an ECG lead and PLETH.")
     atomic_write_json(notes, {"root": str(root), "n_records": len(rows), "left_out": left_out})
+    return write_manifest(rows, out)
+
+
+# -- Stress-Predict ---------------------------------------------------------------------------------
+STRESS_PREDICT_LABELS = {"0": "rest", "1": "stress"}
+_E4_SUBJECT = re.compile(r"^S\d+$")
+
+
+def e4_start_s(path: str | Path) -> float:
+    """Start time (unix seconds, UTC) from row 1 of an Empatica E4 CSV export (reads one line)."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+        return float(first.split(",")[0].strip())
+    except (OSError, ValueError) as exc:
+        raise RecordingError(f"{path}: row 1 is not an E4 start time in unix seconds ({exc}).") from None
+
+
+def labels_to_events(times_unix_s: Sequence[float], labels: Sequence, *, start_unix_s: float,
+                     names: dict[str, str] | None = None, where: str = "labels") -> pd.DataFrame:
+    """Per-second labels (``time_unix_s``, ``label``) -> a BIDS-style events table for one recording.
+
+    Each label covers ``[t, t + 1 s)`` (the period is the median spacing); onsets are seconds from
+    ``start_unix_s`` (the old-modality file's start). ``names`` maps raw label values to class
+    names (``{"0": "rest", "1": "stress"}``). Returns ``onset, duration, trial_type`` rows.
+    """
+    from .events import spans_from_samples, spans_to_events
+
+    names = names or {}
+    mapped = [names.get(str(v).strip(), str(v).strip()) for v in labels]
+    t = [float(x) - float(start_unix_s) for x in times_unix_s]
+    return spans_to_events(spans_from_samples(t, mapped, where=where))
+
+
+def stress_predict_manifest(root: str | Path, *, out_dir: str | Path | None = None, old: str = "EDA",
+                            subjects: Sequence[str] | None = None) -> Path:
+    """Write a manifest (and one events file per subject) for Stress-Predict in ``root``; returns its path.
+
+    Parameters
+    ----------
+    root : folder with ``SNN/EDA.csv``, ``SNN/BVP.csv`` (Empatica E4 exports) and ``labels.csv``.
+    out_dir : where to write ``stress_predict_old-<old>.csv`` and ``stress_predict_events/SNN_events.tsv``
+        (default ``cache_dir("recipes")``).
+    old : ``"EDA"`` (old = ``EDA.csv``, new = ``BVP.csv``, the PPG) or ``"PPG"`` (the reverse).
+    subjects : only these subject folders (``["S02", "S04"]``); default every subject.
+
+    Labels: ``labels.csv`` (``participant,time_unix_s,label``; 1 = stress task, 0 = rest; one row
+    per second) is turned into ``rest``/``stress`` spans per subject, written as events files with
+    onsets in seconds from the old file's start (row 1 of the E4 file). Subjects without labels
+    stay unlabelled pair data; subjects missing a file are left out (``<manifest>.notes.json``).
+    The files are paired by their E4 start times (``data.pairing``), which agree in this dataset.
+    """
+    check_option("old", old, ("EDA", "PPG"), owner="stress_predict_manifest")
+    root = Path(root).expanduser()
+    folders = sorted(p for p in root.glob("S*") if p.is_dir() and _E4_SUBJECT.match(p.name))
+    if subjects is not None:
+        wanted = {str(s) for s in subjects}
+        unknown = sorted(wanted - {f.name for f in folders})
+        if unknown:
+            raise ManifestError(f"{root}: no subject folder(s) {unknown[:5]}.")
+        folders = [f for f in folders if f.name in wanted]
+    if not folders:
+        raise ManifestError(f"{root}: no Stress-Predict subject folders (S02, S04, ...) found.")
+    labels_path = root / "labels.csv"
+    per_subject: dict[str, pd.DataFrame] = {}
+    if labels_path.is_file():
+        table = pd.read_csv(labels_path, dtype=str, keep_default_na=False)
+        missing = [c for c in ("participant", "time_unix_s", "label") if c not in table.columns]
+        if missing:
+            raise ManifestError(f"{labels_path}: missing column(s) {missing}; expected participant,time_unix_s,label.")
+        for part, g in table.groupby("participant"):
+            try:
+                per_subject[f"S{int(part):02d}"] = g
+            except ValueError:
+                raise ManifestError(f"{labels_path}: participant {part!r} is not a number.") from None
+    else:
+        logger.warning("stress_predict: %s not found; every subject is unlabelled pair data.", labels_path)
+
+    out = _out_path(out_dir, f"stress_predict_old-{old.lower()}.csv")
+    events_dir = out.parent / "stress_predict_events"
+    events_dir.mkdir(parents=True, exist_ok=True)
+    rows, left_out = [], []
+    for f in folders:
+        eda, bvp = f / "EDA.csv", f / "BVP.csv"
+        if not eda.is_file() or not bvp.is_file():
+            left_out.append({"subject": f.name, "reason": f"no {'EDA.csv' if not eda.is_file() else 'BVP.csv'}"})
+            continue
+        old_file, new_file = (eda, bvp) if old == "EDA" else (bvp, eda)
+        row = {"old_path": str(old_file.resolve()), "new_path": str(new_file.resolve()), "subject": f.name,
+               "old_channels": [old_file.stem], "new_channels": [new_file.stem], "events": ""}
+        lab = per_subject.get(f.name)
+        if lab is not None and len(lab):
+            try:
+                times = lab["time_unix_s"].astype(float).tolist()
+            except ValueError:
+                raise ManifestError(f"{labels_path}: non-numeric time_unix_s for {f.name}.") from None
+            ev = labels_to_events(times, lab["label"].tolist(), start_unix_s=e4_start_s(old_file),
+                                  names=STRESS_PREDICT_LABELS, where=f"labels.csv ({f.name})")
+            ev_path = events_dir / f"{f.name}_events.tsv"
+            atomic_write_bytes(ev_path, ev.to_csv(sep="\t", index=False).encode("utf-8"))
+            row["events"] = str(ev_path.resolve())
+        else:
+            logger.info("stress_predict: no labels for %s; its windows are unlabelled pairs.", f.name)
+        rows.append(row)
+    if left_out:
+        logger.warning("stress_predict: left out %d subject(s): %s", len(left_out),
+                       ", ".join(f"{d['subject']} ({d['reason']})" for d in left_out))
+    if not rows:
+        raise ManifestError(f"{root}: no subject has both EDA.csv and BVP.csv.")
+    atomic_write_json(out.with_suffix(".notes.json"), {"root": str(root), "n_subjects": len(rows),
+                                                       "left_out": left_out})
     return write_manifest(rows, out)

@@ -1,4 +1,12 @@
-"""Build a manifest from a list of recording files plus naming rules (the app's multi-file upload).
+"""Uploads: several files that make records (``read_uploads``), and a manifest from files plus naming rules.
+
+``read_uploads`` / ``stage_uploads`` (end of this module) take several uploaded files -- a WFDB
+header with its data files, several records at once, a zip of a folder, an Empatica E4 set -- group
+those that belong together and read (or stage) each record, with one-line errors that name only
+uploaded files.
+
+``manifest_from_files`` builds a manifest from a list of recording files plus naming rules (the app's
+multi-file upload).
 
 Each file holds one recording of both modalities (or, with ``new_files``, the old
 side only, its new-side partner given at the same index). The subject comes from
@@ -21,7 +29,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -30,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .._check import check_option
-from ..errors import ManifestError, RecordingError
+from ..errors import BioXError, ManifestError, RecordingError
 from .manifest import read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -323,7 +334,7 @@ def _segment_rows(f: Path, partner: Path | None, spans: list[Span], base: dict, 
         raise ManifestError(f"{f.name}: cannot cut it into labelled segments ({exc}).") from None
     offset = 0.0
     if rec_new is not None and rec.start_time is not None and rec_new.start_time is not None:
-        offset = (rec_new.start_time - rec.start_time).total_seconds()
+        offset = rec.start_offset_s(rec_new)
     folder = seg_dir / f.stem
     folder.mkdir(parents=True, exist_ok=True)
     rows, skipped = [], 0
@@ -349,3 +360,325 @@ def _segment_rows(f: Path, partner: Path | None, spans: list[Span], base: dict, 
     if not rows:
         raise ManifestError(f"{f.name}: none of its {len(spans)} labelled spans lies inside the recording.")
     return rows
+
+
+# == several uploaded files that belong together ==================================================
+#: most members a zip may hold, and most bytes its members may unpack to (zip-bomb guard)
+MAX_ZIP_MEMBERS = 2000
+MAX_UNZIPPED_BYTES = 512 * 1024 * 1024
+_JUNK = re.compile(r"(^|/)(__MACOSX|\.DS_Store|Thumbs\.db|desktop\.ini|\._[^/]*)(/|$)")
+_E4_SIGNALS = {"ACC", "BVP", "EDA", "HR", "TEMP"}
+_E4_OTHERS = {"IBI", "TAGS", "INFO"}
+
+
+@dataclass
+class UploadedRecord:
+    """One recording made of one or more uploaded files.
+
+    name : what to show (``'bedside01.hea'``, ``'session.zip/e4/BVP.csv'``); also ``recording.source``.
+    files : the uploaded names that make it (a WFDB header, its data and annotation files...).
+    path : where it was written, for ``stage_uploads`` (None after ``read_uploads``, whose folder is gone).
+    recording : the Recording, for ``read_uploads`` (None for ``stage_uploads``).
+    """
+
+    name: str
+    files: list[str]
+    path: Path | None = None
+    recording: object | None = None
+
+
+@dataclass
+class UploadResult:
+    """What became of a multi-file upload: records that read, one-line errors per file, notes.
+
+    errors : ``(uploaded name, message)``; messages name only uploaded files, never a server path.
+    notes : files left out on purpose (``__MACOSX``, an E4 ``tags.csv``...), one line each.
+    """
+
+    records: list[UploadedRecord] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def recordings(self) -> dict:
+        """``{name: Recording}`` of the records that read."""
+        return {r.name: r.recording for r in self.records if r.recording is not None}
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.records) and not self.errors
+
+
+def _as_items(items) -> list[tuple[str, bytes]]:
+    """(name, bytes) pairs from pairs, a {name: bytes} mapping, or objects with .name and .getvalue()/.read()."""
+    if isinstance(items, Mapping):
+        items = list(items.items())
+    out = []
+    for it in items:
+        if isinstance(it, tuple) and len(it) == 2:
+            name, data = it
+        elif hasattr(it, "name") and (hasattr(it, "getvalue") or hasattr(it, "read")):
+            name, data = it.name, (it.getvalue() if hasattr(it, "getvalue") else it.read())
+        else:
+            raise RecordingError(f"Uploads must be (file name, bytes) pairs; got {type(it).__name__}.")
+        out.append((Path(str(name).replace("\\", "/")).name, bytes(data)))
+    return out
+
+
+def _safe_member(name: str) -> str | None:
+    """A zip member's relative path, or None when it is absolute or climbs out ('..')."""
+    text = name.replace("\\", "/")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        return None
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def _unzip(name: str, data: bytes, budget: list[int], result: UploadResult) -> list[tuple[str, bytes]]:
+    """Members of an uploaded zip as (``zipname/member``, bytes), refusing bombs and unsafe paths."""
+    import stat
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        result.errors.append((name, f"{name}: not a readable zip archive (damaged or not a zip)."))
+        return []
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if len(infos) > MAX_ZIP_MEMBERS:
+            result.errors.append((name, f"{name}: holds {len(infos)} files, more than the {MAX_ZIP_MEMBERS} "
+                                        "a zip may hold here."))
+            return []
+        declared = sum(i.file_size for i in infos)
+        if declared > budget[0]:
+            result.errors.append((name, f"{name}: unpacks to {declared / 1e6:.0f} MB, more than the limit of "
+                                        f"{MAX_UNZIPPED_BYTES / 1e6:.0f} MB for unpacked uploads."))
+            return []
+        out = []
+        for info in infos:
+            rel = _safe_member(info.filename)
+            if rel is None:
+                result.errors.append((name, f"{name}: member '{info.filename}' has an absolute path or '..'; "
+                                            "the archive was refused."))
+                return []
+            if _JUNK.search(rel):
+                continue
+            if stat.S_ISLNK(info.external_attr >> 16):
+                result.errors.append((name, f"{name}: member '{rel}' is a symbolic link; the archive was refused."))
+                return []
+            if info.flag_bits & 0x1:
+                result.errors.append((name, f"{name}: member '{rel}' is encrypted; upload an archive without a "
+                                            "password."))
+                return []
+            chunks, size = [], 0
+            with zf.open(info) as fh:  # the declared size can lie: count what really comes out
+                while True:
+                    chunk = fh.read(1 << 20)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > budget[0]:
+                        result.errors.append((name, f"{name}: unpacks to more than the limit of "
+                                                    f"{MAX_UNZIPPED_BYTES / 1e6:.0f} MB for unpacked uploads."))
+                        return []
+                    chunks.append(chunk)
+            budget[0] -= size
+            if rel.lower().endswith(".zip"):
+                result.notes.append(f"{name}/{rel}: a zip inside a zip is not opened; upload it on its own.")
+                continue
+            out.append((f"{name}/{rel}", b"".join(chunks)))
+    if not out:
+        result.errors.append((name, f"{name}: the archive holds no files."))
+    return out
+
+
+def _wfdb_members(hea_name: str, text: str, folder: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Files a WFDB header needs (found, missing): signal files, or segment headers and their files."""
+    from .readers.wfdb_reader import ANNOTATION_EXTENSIONS
+
+    lines = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    found, missing = [], []
+    if not lines or len(lines[0]) < 2:
+        return found, missing
+    base = Path(hea_name).stem
+    needed: list[str] = []
+    if "/" in lines[0][0]:  # multi-segment: segment records listed one per line
+        for parts in lines[1:]:
+            if parts and parts[0] != "~":
+                needed.append(f"{parts[0]}.hea")
+    else:
+        n_sig = int(lines[0][1]) if lines[0][1].isdigit() else 0
+        needed = [p[0] for p in lines[1:1 + n_sig] if p and p[0] != "-"]
+    for f in dict.fromkeys(needed):
+        (found if f in folder else missing).append(f)
+    for ext in ANNOTATION_EXTENSIONS:
+        if f"{base}.{ext}" in folder:
+            found.append(f"{base}.{ext}")
+    return found, missing
+
+
+def _group(files: list[tuple[str, bytes]], result: UploadResult) -> list[tuple[str, list[str]]]:
+    """(primary file, member files) per record; errors and notes for the rest. Names are upload paths."""
+    from .readers import SUPPORTED_SUFFIXES
+    from .readers.wfdb_reader import ANNOTATION_EXTENSIONS
+
+    by_folder: dict[str, dict[str, str]] = {}
+    for full, _ in files:
+        folder, _, base = full.rpartition("/")
+        by_folder.setdefault(folder, {})[base] = full
+    groups: list[tuple[str, list[str]]] = []
+    used: set[str] = set()
+    data = dict(files)
+    for folder, names in by_folder.items():
+        upper = {Path(n).stem.upper() for n in names if n.lower().endswith(".csv")}
+        e4 = len(upper & _E4_SIGNALS) >= 2
+        segment_headers: set[str] = set()
+        heads = sorted(n for n in names if n.lower().endswith(".hea"))
+        for n in heads:  # multi-segment masters first claim their segment headers
+            text = data[names[n]].decode("latin-1")
+            first = next((ln.split() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), [])
+            if first and "/" in first[0]:
+                found, _ = _wfdb_members(n, text, names)
+                segment_headers.update(f for f in found if f.endswith(".hea"))
+        for n in heads:
+            if n in segment_headers:
+                continue
+            text = data[names[n]].decode("latin-1")
+            found, missing = _wfdb_members(n, text, names)
+            members = [names[n]]
+            for f in found:
+                members.append(names[f])
+                if f.endswith(".hea"):  # a segment: its own data files come along
+                    seg_found, seg_missing = _wfdb_members(f, data[names[f]].decode("latin-1"), names)
+                    members += [names[s] for s in seg_found]
+                    missing += seg_missing
+            used.update(members)
+            if missing:
+                result.errors.append((names[n], f"{names[n]}: the WFDB header needs {', '.join(missing)}, which "
+                                                "{} not uploaded; upload {} together with the header.".format(
+                                                    "was" if len(missing) == 1 else "were",
+                                                    "it" if len(missing) == 1 else "them")))
+                continue
+            groups.append((names[n], list(dict.fromkeys(members))))
+        for n, full in sorted(names.items()):
+            if full in used:
+                continue
+            suffix = Path(n).suffix.lower()
+            stem = Path(n).stem.upper()
+            if e4 and (stem in _E4_OTHERS or n.lower() == "info.txt"):
+                why = {"IBI": "inter-beat intervals (irregular events), not a sampled signal",
+                       "TAGS": "event marks, not a signal"}.get(stem, "device information, not a signal")
+                result.notes.append(f"{full}: Empatica {why}; left out.")
+                continue
+            if suffix in (".dat", ".mat") or suffix[1:] in ANNOTATION_EXTENSIONS:
+                hea = f"{Path(n).stem}.hea"
+                result.errors.append((full, f"{full}: WFDB {'signal data' if suffix in ('.dat', '.mat') else 'annotations'}"
+                                            f" need their header {hea}; upload both together."))
+                continue
+            if suffix not in SUPPORTED_SUFFIXES:
+                if "/" in full:  # inside a zip: other files are fine to leave
+                    result.notes.append(f"{full}: not a recording file; left out.")
+                else:
+                    result.errors.append((full, f"{full}: unsupported file type '{suffix or '(no extension)'}'. "
+                                                f"Supported: {', '.join(SUPPORTED_SUFFIXES)}."))
+                continue
+            groups.append((full, [full]))
+    return groups
+
+
+def stage_uploads(items, folder: str | Path, *, max_bytes: int | None = None) -> UploadResult:
+    """Write uploaded files into ``folder``, grouped into records; nothing is read yet.
+
+    Same grouping and checks as :func:`read_uploads`; each record's ``path`` is the staged
+    primary file (a ``.hea``, ``.edf``, ``.csv``...), ready for ``read_recording`` or
+    ``manifest_from_files``. Zip members keep their folders under ``folder/<zip name>/``.
+    """
+    from .readers import DEFAULT_MAX_UPLOAD_BYTES
+
+    max_bytes = DEFAULT_MAX_UPLOAD_BYTES if max_bytes is None else int(max_bytes)
+    result = UploadResult()
+    pairs = _as_items(items)
+    if not pairs:
+        result.errors.append(("", "No files were uploaded."))
+        return result
+    total = sum(len(b) for _, b in pairs)
+    if total > max_bytes:
+        result.errors.append(("", f"The upload is {total / 1e6:.1f} MB, more than the limit of "
+                                  f"{max_bytes / 1e6:.0f} MB. Upload fewer files or read them from disk."))
+        return result
+    names = [n for n, _ in pairs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    for n in dup:
+        result.errors.append((n, f"{n}: uploaded twice; file names must be unique."))
+    files: list[tuple[str, bytes]] = []
+    budget = [MAX_UNZIPPED_BYTES]
+    for name, data in pairs:
+        if name in dup:
+            continue
+        if not name:
+            result.errors.append(("", "An uploaded file has no name (its extension gives the format)."))
+        elif not data:
+            result.errors.append((name, f"{name}: the uploaded file is empty."))
+        elif name.lower().endswith(".zip"):
+            files.extend(_unzip(name, data, budget, result))
+        else:
+            files.append((name, data))
+    root = Path(folder)
+    for primary, members in _group(files, result):
+        data = dict(files)
+        for m in members:
+            dest = root / m
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data[m])
+        result.records.append(UploadedRecord(name=primary, files=members, path=root / primary))
+    return result
+
+
+def read_uploads(items, *, max_bytes: int | None = None, **read_kw) -> UploadResult:
+    """Read several uploaded files at once, grouping those that make one record.
+
+    Parameters
+    ----------
+    items : the uploads, as ``[(file name, bytes), ...]``, ``{file name: bytes}``, or objects with
+        ``.name`` and ``.getvalue()`` (Streamlit ``UploadedFile``) -- pass ``st.file_uploader(...,
+        accept_multiple_files=True)``'s list directly.
+    max_bytes : limit on the uploaded bytes in total (default 200 MB, ``DEFAULT_MAX_UPLOAD_BYTES``);
+        zips may unpack to at most ``MAX_UNZIPPED_BYTES`` and hold at most ``MAX_ZIP_MEMBERS`` files,
+        and members with absolute paths, ``..``, links or passwords are refused.
+    **read_kw : passed to ``read_recording`` for every record (``channels=``, ``sfreq=``...).
+
+    What makes one record: a WFDB ``.hea`` with the ``.dat``/``.mat`` files it names, its annotation
+    files (``.atr``...) and, for a multi-segment record, its segment headers and their files; any
+    other recording file (EDF/BDF, CSV/TSV/TXT, Parquet, NPZ) on its own. A ``.zip`` is opened and
+    its files grouped folder by folder. In an Empatica E4 set (``ACC/BVP/EDA/HR/TEMP.csv``) each
+    signal is its own record; ``IBI.csv``, ``tags.csv`` and ``info.txt`` are left out with a note.
+
+    Returns an ``UploadResult``: ``records`` (``name``, ``files``, ``recording``; ``recordings`` maps
+    names to Recordings, each with ``source`` = its name), ``errors`` as ``(uploaded name, one-line
+    message)`` for what could not be read (a header without its data file, a refused file...), and
+    ``notes``. Nothing raises for a bad file: one bad file never hides the good ones. Messages never
+    contain server or temporary paths, only uploaded names. The files are written to a private
+    temporary folder that is removed before returning.
+    """
+    from .readers import read_recording, scrub_path
+
+    tmp = tempfile.mkdtemp(prefix="bioxbridge-uploads-")
+    try:
+        os.chmod(tmp, 0o700)
+        staged = stage_uploads(items, tmp, max_bytes=max_bytes)
+        result = UploadResult(errors=list(staged.errors), notes=list(staged.notes))
+        for rec in staged.records:
+            try:
+                recording = read_recording(rec.path, **read_kw)
+            except BioXError as exc:
+                result.errors.append((rec.name, scrub_path(str(exc), tmp, rec.name)))
+                continue
+            recording.source = rec.name
+            recording.warnings = [scrub_path(w, tmp, rec.name) for w in recording.warnings]
+            result.records.append(UploadedRecord(name=rec.name, files=rec.files, recording=recording))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result

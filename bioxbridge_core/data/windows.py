@@ -35,7 +35,14 @@ class PairedWindows:
     sfreq_old, sfreq_new : sampling rates (Hz) after resampling to each encoder.
     window_s, step_s : window length and step in seconds.
     label_names : sorted class names across all splits.
-    dropped : reason -> number of windows dropped (NaN, flat line...).
+    dropped : reason -> number of windows dropped (gap, NaN, flat line...).
+    dropped_windows : the same per split and class: dicts ``{split, label, reason, n}`` (label None
+        for unlabelled stretches).
+    dropped_spans : labelled spans that gave no window: dicts ``{recording, subject, split, label,
+        start_s, end_s, origin, reason}`` (reasons in ``data.pairing.ALL_DROP_REASONS``).
+    recordings : per recording, how its two sides were aligned: ``offset_s`` (new start minus old
+        start), ``common_start_s``/``common_end_s``/``overlap_s`` (old file's time base),
+        durations, ``aligned_on``, gap counts, windows kept.
     preprocessing : what filtering/normalisation was applied (for the run store).
     """
 
@@ -51,6 +58,9 @@ class PairedWindows:
     label_names: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     preprocessing: dict = field(default_factory=dict)
+    dropped_windows: list[dict] = field(default_factory=list)
+    dropped_spans: list[dict] = field(default_factory=list)
+    recordings: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         missing = [c for c in META_COLUMNS if c not in self.meta.columns]
@@ -91,6 +101,8 @@ class PairedWindows:
             old_channels=list(self.old_channels), new_channels=list(self.new_channels),
             sfreq_old=self.sfreq_old, sfreq_new=self.sfreq_new, window_s=self.window_s, step_s=self.step_s,
             label_names=list(self.label_names), dropped=dict(self.dropped), preprocessing=dict(self.preprocessing),
+            dropped_windows=[dict(d) for d in self.dropped_windows],
+            dropped_spans=[dict(d) for d in self.dropped_spans], recordings=[dict(d) for d in self.recordings],
         )
 
     def split(self, *names: str) -> "PairedWindows":
@@ -117,19 +129,55 @@ class PairedWindows:
         lab = self.meta["label"].astype(object).where(self.meta["label"].notna(), "unlabelled")
         return pd.crosstab(self.meta["split"], lab.astype(str))
 
+    def drop_table(self) -> pd.DataFrame:
+        """Dropped windows and labelled spans per split, class and reason.
+
+        Columns ``split, label, kind`` (``"window"`` or ``"span"``), ``reason``, ``n``; ``label`` is
+        ``"unlabelled"`` for windows of unlabelled stretches.
+        """
+        rows = [{"split": d["split"], "label": "unlabelled" if d["label"] is None else str(d["label"]),
+                 "kind": "window", "reason": d["reason"], "n": int(d["n"])} for d in self.dropped_windows]
+        spans: dict[tuple, int] = {}
+        for d in self.dropped_spans:
+            key = (d["split"], str(d["label"]), d["reason"])
+            spans[key] = spans.get(key, 0) + 1
+        rows += [{"split": s, "label": lab, "kind": "span", "reason": r, "n": n} for (s, lab, r), n in spans.items()]
+        df = pd.DataFrame(rows, columns=["split", "label", "kind", "reason", "n"])
+        if len(df):
+            df = df.groupby(["split", "label", "kind", "reason"], as_index=False)["n"].sum()
+        return df
+
     def summary(self) -> dict:
-        """JSON-ready summary: counts per split and class, subjects per split, what was dropped."""
+        """JSON-ready summary for the CLI and the Data page.
+
+        Keys: ``n_windows``, ``window_s``, ``step_s``, ``label_names``; ``per_split`` (split -> class
+        or ``unlabelled`` -> windows kept); ``labelled``/``unlabelled`` (split -> windows);
+        ``subjects_per_split``; ``dropped`` (reason -> windows); ``dropped_per_split`` (split -> class
+        -> reason -> windows or spans, see ``drop_table``); ``dropped_spans`` (every labelled span
+        that gave no window, with its reason); ``recordings`` (offset and overlap of each
+        recording's two sides).
+        """
         counts = self.counts()
+        per_split = {s: {c: int(v) for c, v in row.items()} for s, row in counts.iterrows()}
+        drops: dict[str, dict[str, dict[str, int]]] = {}
+        for r in self.drop_table().itertuples(index=False):
+            key = r.reason if r.kind == "window" else f"span:{r.reason}"
+            drops.setdefault(r.split, {}).setdefault(r.label, {})[key] = int(r.n)
         return {
             "n_windows": len(self),
             "window_s": self.window_s,
             "step_s": self.step_s,
             "label_names": self.label_names,
-            "per_split": {s: {c: int(v) for c, v in row.items()} for s, row in counts.iterrows()},
+            "per_split": per_split,
+            "labelled": {s: sum(v for c, v in d.items() if c != "unlabelled") for s, d in per_split.items()},
+            "unlabelled": {s: d.get("unlabelled", 0) for s, d in per_split.items()},
             "subjects_per_split": {
                 s: sorted(map(str, g["subject"].unique())) for s, g in self.meta.groupby("split")
             },
             "dropped": dict(self.dropped),
+            "dropped_per_split": drops,
+            "dropped_spans": [dict(d) for d in self.dropped_spans],
+            "recordings": [dict(d) for d in self.recordings],
         }
 
     # -- persistence ----------------------------------------------------------
@@ -139,7 +187,8 @@ class PairedWindows:
             "old_channels": self.old_channels, "new_channels": self.new_channels,
             "sfreq_old": self.sfreq_old, "sfreq_new": self.sfreq_new, "window_s": self.window_s,
             "step_s": self.step_s, "label_names": self.label_names, "dropped": self.dropped,
-            "preprocessing": self.preprocessing,
+            "preprocessing": self.preprocessing, "dropped_windows": self.dropped_windows,
+            "dropped_spans": self.dropped_spans, "recordings": self.recordings,
             "meta": json.loads(self.meta.to_json(orient="records")),
         }
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}

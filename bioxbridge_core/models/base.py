@@ -167,6 +167,26 @@ class EncoderAdapter(nn.Module):
             self.train(was_training)
         return positions
 
+    def set_window(self, window_s: float) -> "EncoderAdapter":
+        """Use windows of ``window_s`` seconds from now on; returns ``self``.
+
+        The spec takes the new length (``SignalSpec.with_window`` raises ``ConfigError`` with
+        the allowed range when the encoder does not accept it) and the positions are
+        discovered again by a dry pass at that length, so every token count derived from
+        them (the bridge's N_old, cached targets) follows the window in use. A subclass
+        whose modules depend on the length overrides this and calls ``super().set_window``.
+        """
+        new = self.spec.with_window(float(window_s), encoder=self.encoder_name)
+        if abs(new.window_s - self.spec.window_s) > 1e-9 or self._positions is None:
+            old_spec, old_positions = self.spec, self._positions
+            self.spec, self._positions = new, None
+            try:
+                _ = self.positions
+            except EncoderError:
+                self.spec, self._positions = old_spec, old_positions
+                raise
+        return self
+
     @property
     def positions(self) -> list[Position]:
         """All candidate positions in run order (discovered once, then cached)."""

@@ -6,7 +6,9 @@ Names:
   weights from ``assets/encoders/<name>.safetensors`` (when absent and
   ``pretrained=True``: a warning and a deterministic random init);
 - ``ADAPTER:PATH`` -- an adapter registered with ``register_adapter`` built
-  from a local checkpoint folder, e.g. ``hubert-ecg:/models/hubert_ecg_small``.
+  from a local checkpoint, e.g. ``hubert-ecg:/models/hubert_ecg_small`` or
+  ``labram:/models/labram-base.pth`` (shipped: ``hubert-ecg``, ``labram``, ``biot``,
+  ``cbramod``, ``papagei``; see ``models/adapters/foundation.py``).
 
 ``load_encoder`` returns a frozen adapter on the chosen device. Built-ins are
 cached per (name, montage, pretrained, device); each call returns a deep copy
@@ -48,6 +50,9 @@ class AdapterEntry:
     spec_fn: SpecFn | None = None
     requires: tuple[str, ...] = ()
     description: str = ""
+    contract: Callable[[], SignalSpec] | None = None  # default input spec, no checkpoint needed
+    checkpoint: str = ""  # what file or folder to point at (shown by the app)
+    params: int | None = None  # parameters of the published default configuration
 
 
 _ADAPTERS: dict[str, AdapterEntry] = {}
@@ -56,12 +61,16 @@ _LOCK = threading.Lock()
 
 
 def register_adapter(prefix: str, *, modality: str | None = None, spec_fn: SpecFn | None = None,
-                     requires: Sequence[str] = (), description: str = "") -> Callable[[Factory], Factory]:
+                     requires: Sequence[str] = (), description: str = "",
+                     contract: Callable[[], SignalSpec] | None = None, checkpoint: str = "",
+                     params: int | None = None) -> Callable[[Factory], Factory]:
     """Decorator registering ``factory(path, *, ch_names=None) -> EncoderAdapter`` under ``prefix``.
 
     ``requires`` names optional Python packages the adapter imports (shown as
-    unavailable in ``list_encoders`` when missing). Re-registering a prefix
-    replaces it with a warning.
+    unavailable in ``list_encoders`` when missing). ``contract`` returns the
+    default input spec without a checkpoint, ``checkpoint`` says what to point
+    at, ``params`` is the published model's size (all shown by ``list_encoders``).
+    Re-registering a prefix replaces it with a warning.
     """
     if not prefix or ":" in prefix or prefix == BUILTIN_PREFIX:
         raise EncoderError(f"Invalid adapter prefix {prefix!r} (no ':' and not '{BUILTIN_PREFIX}').")
@@ -70,7 +79,8 @@ def register_adapter(prefix: str, *, modality: str | None = None, spec_fn: SpecF
         if prefix in _ADAPTERS:
             warnings.warn(f"Adapter '{prefix}' was already registered; replacing it.", stacklevel=2)
         _ADAPTERS[prefix] = AdapterEntry(prefix, factory, modality, spec_fn, tuple(requires),
-                                         description or (factory.__doc__ or "").strip().split("\n")[0])
+                                         description or (factory.__doc__ or "").strip().split("\n")[0],
+                                         contract, checkpoint, params)
         return factory
 
     return deco
@@ -98,9 +108,18 @@ def _ensure_default_adapters() -> None:
 
         return hubert_ecg_spec(path, ch_names=ch_names)
 
+    def _hubert_contract() -> SignalSpec:
+        from .adapters import hubert_ecg as h  # cheap: imports no transformers at module level
+
+        return SignalSpec("ECG", h.SFREQ_HZ, h.WINDOW_S, n_chans=len(h.TWELVE_LEADS), ch_names=h.TWELVE_LEADS)
+
     register_adapter("hubert-ecg", modality="ECG", spec_fn=_hubert_spec, requires=("transformers",),
                      description="HuBERT-ECG (Coppola et al. 2024) from a local save_pretrained folder; "
-                                 "12 leads flattened, 100 Hz, 5 s.")(_hubert)
+                                 "12 leads flattened, 100 Hz, 5 s.", contract=_hubert_contract,
+                     checkpoint="a save_pretrained folder with config.json and model.safetensors")(_hubert)
+    from .adapters.foundation import register_foundation_adapters
+
+    register_foundation_adapters(register_adapter)
 
 
 # -- names ----------------------------------------------------------------------------
@@ -167,15 +186,24 @@ def _load_builtin_weights(model: EncoderAdapter, key: str) -> bool:
 
 
 def load_encoder(name: str, *, device=None, ch_names: Sequence[str] | None = None,
-                 pretrained: bool = True) -> EncoderAdapter:
+                 pretrained: bool = True, window_s: float | None = None) -> EncoderAdapter:
     """Load encoder ``name`` frozen on ``resolve_device(device)``.
 
     ``ch_names``: EEG montage for ``builtin:eeg``; lead names for multi-lead
     adapters. ``pretrained=False`` skips the weights file (random init, tests).
+    ``window_s``: window length in seconds the encoder will be fed (default: its own
+    ``spec.window_s``). The returned adapter's ``spec.window_s`` is that length and its
+    positions come from a dry pass at it (``EncoderAdapter.set_window``).
+
+    Raises ``EncoderError`` for an unknown name or unloadable weights, ``ConfigError``
+    (naming the allowed range) when ``window_s`` is outside ``spec.window_range`` -- checked
+    on the spec before any weights are read.
     """
     from ..device import resolve_device
 
     prefix, rest = _parse(name)
+    if window_s is not None and (prefix == BUILTIN_PREFIX or _ADAPTERS[prefix].spec_fn is not None):
+        encoder_spec(name, ch_names=ch_names).check_window(window_s, encoder=name)  # before any weights
     dev = resolve_device(device)
     if prefix == BUILTIN_PREFIX:
         montage = tuple(ch_names) if ch_names is not None else None
@@ -197,22 +225,50 @@ def load_encoder(name: str, *, device=None, ch_names: Sequence[str] | None = Non
                 _CACHE[key] = model
                 cached = model
             model = copy.deepcopy(cached)
-        return model.freeze()
-    entry = _ADAPTERS[prefix]
-    model = entry.factory(rest, ch_names=ch_names)
-    model.encoder_name = name
-    return model.freeze().to(dev)
+        model.freeze()
+    else:
+        entry = _ADAPTERS[prefix]
+        model = entry.factory(rest, ch_names=ch_names, **_window_kw(entry.factory, window_s))
+        model.encoder_name = name
+        model = model.freeze().to(dev)
+    if window_s is not None:
+        model.set_window(window_s)
+    return model
 
 
-def encoder_spec(name: str, *, ch_names: Sequence[str] | None = None) -> SignalSpec:
-    """Input spec of encoder ``name`` without loading weights."""
+def _window_kw(fn: Callable, window_s: float | None) -> dict:
+    """``{"window_s": window_s}`` when ``fn`` takes it (adapters built for one window length, e.g.
+    patch models that check whole patches themselves), else ``{}`` (``set_window`` does the rest)."""
+    if window_s is None:
+        return {}
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    takes = any(p.name == "window_s" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return {"window_s": float(window_s)} if takes else {}
+
+
+def encoder_spec(name: str, *, ch_names: Sequence[str] | None = None, window_s: float | None = None) -> SignalSpec:
+    """Input spec of encoder ``name`` without loading weights.
+
+    ``window_s``: the spec at that window length (``ConfigError`` with the allowed range when
+    the encoder does not accept it).
+    """
     prefix, rest = _parse(name)
     if prefix == BUILTIN_PREFIX:
-        return _builtin_spec(rest, ch_names)
-    entry = _ADAPTERS[prefix]
-    if entry.spec_fn is not None:
-        return entry.spec_fn(rest, ch_names=ch_names)
-    return entry.factory(rest, ch_names=ch_names).spec
+        spec = _builtin_spec(rest, ch_names)
+    else:
+        entry = _ADAPTERS[prefix]
+        if entry.spec_fn is None:
+            spec = entry.factory(rest, ch_names=ch_names, **_window_kw(entry.factory, window_s)).spec
+        else:
+            if window_s is not None:  # the declared range first, so the message always names it
+                entry.spec_fn(rest, ch_names=ch_names).check_window(window_s, encoder=name)
+            spec = entry.spec_fn(rest, ch_names=ch_names, **_window_kw(entry.spec_fn, window_s))
+    return spec if window_s is None else spec.with_window(window_s, encoder=name)
 
 
 def _builtin_spec(key: str, ch_names: Sequence[str] | None) -> SignalSpec:
@@ -237,26 +293,24 @@ def list_encoders() -> list[dict]:
         spec = model.spec
         out.append({
             "name": f"{BUILTIN_PREFIX}:{key}", "kind": "builtin", "modality": spec.modality,
-            "sampling_rate": spec.sfreq, "window_s": spec.window_s, "n_chans": spec.n_chans,
-            "min_window_s": spec.window_range[0], "max_window_s": spec.window_range[1],
+            "sampling_rate": spec.sfreq, "window_s": spec.window_s, "window_range": list(spec.window_range),
+            "n_chans": spec.n_chans,
             "params": model.n_params(), "positions": model.position_names(),
             "available": weights_path(key).is_file(), "weights": str(weights_path(key)),
             "description": DESCRIPTIONS[key],
         })
     _ensure_default_adapters()
     for prefix, entry in sorted(_ADAPTERS.items()):
+        spec = entry.contract() if entry.contract is not None else None
         out.append({
             "name": f"{prefix}:<path>", "kind": "adapter", "modality": entry.modality,
-            "sampling_rate": None, "window_s": None, "n_chans": None, "params": None, "positions": [],
+            "sampling_rate": spec.sfreq if spec else None, "window_s": spec.window_s if spec else None,
+            "window_range": list(spec.window_range) if spec else None,
+            "n_chans": spec.n_chans if spec else None, "params": entry.params, "positions": [],
             "available": all(_package_available(p) for p in entry.requires),
             "requires": list(entry.requires), "description": entry.description,
+            "checkpoint": entry.checkpoint, "spec": spec.to_dict() if spec else None,
         })
-    if "hubert-ecg" in _ADAPTERS:
-        from .adapters import hubert_ecg as _h  # cheap: imports no transformers at module level
-
-        for d in out:
-            if d["name"] == "hubert-ecg:<path>":
-                d.update(sampling_rate=_h.SFREQ_HZ, window_s=_h.WINDOW_S, n_chans=len(_h.TWELVE_LEADS))
     return out
 
 

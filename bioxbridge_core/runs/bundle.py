@@ -76,7 +76,12 @@ def load_bundle(run_dir: str | Path, device: str | None = None, *,
     info = read_bundle_info(run_dir)
     dev = resolve_device(device)
     if encoder_loader is None:
-        from ..models.registry import load_encoder as encoder_loader  # type: ignore[no-redef]
+        import functools
+
+        from ..models.registry import load_encoder
+
+        # positions (and so the bridge's shape) at the window the bridge was trained on
+        encoder_loader = functools.partial(load_encoder, window_s=float(info["window_s"]))
     new_enc = encoder_loader(info["new_encoder"], device=dev, ch_names=info.get("new_ch_names"))
     old_enc = encoder_loader(info["old_encoder"], device=dev, ch_names=info.get("old_ch_names"))
     bcfg = BridgeConfig.from_dict(info["bridge_config"])

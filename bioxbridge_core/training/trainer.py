@@ -67,6 +67,22 @@ def per_sample_loss(pred: torch.Tensor, target: torch.Tensor, kind: str,
     raise ConfigError(f"unknown loss {kind!r}")
 
 
+def match_window(enc: EncoderAdapter, n_times: int) -> None:
+    """Make ``enc``'s positions describe windows of ``n_times`` samples (at ``enc.spec.sfreq``).
+
+    A flexible-length encoder whose spec says another length is switched to this one with
+    ``set_window`` (its positions are discovered again, logged); a length outside its range
+    raises ``ConfigError`` with the allowed range.
+    """
+    if int(n_times) == enc.spec.n_times:
+        return
+    window_s = int(n_times) / float(enc.spec.sfreq)
+    before = enc.spec.window_s
+    enc.set_window(window_s)
+    logger.info("%s: windows of %g s (%d samples) but positions were found at %g s; found them again at %g s.",
+                enc.encoder_name, window_s, int(n_times), before, window_s)
+
+
 def _frozen(enc: EncoderAdapter) -> list[bool]:
     flags = [p.requires_grad for p in enc.parameters()]
     enc.freeze()
@@ -123,6 +139,10 @@ class BridgeTrainer:
         x_new = self._windows(x_new, new_encoder, "x_new")
         if len(x_old) != len(x_new):
             raise ConfigError(f"x_old has {len(x_old)} windows but x_new has {len(x_new)}; pairs must be row-aligned.")
+        # the bridge (N_old) and the cached targets are sized from the positions, which must come
+        # from a dry pass at the window length in use, not the encoder's default
+        match_window(old_encoder, x_old.shape[2])
+        match_window(new_encoder, x_new.shape[2])
         new_pos, old_pos = new_encoder.position(new_position), old_encoder.position(old_position)
         if old_pos.index == 0 or old_pos.in_tokens < 1:
             raise ConfigError(f"old position '{old_pos.name}' cannot take a bridge input; use one of "
@@ -187,6 +207,12 @@ class BridgeTrainer:
                     cfg.n_prototypes, bridge.d_new, bridge.n_tokens_old, bridge.d_old, bridge.out_layout,
                     len(train_idx), len(val_idx))
         optimizer = torch.optim.Adam(bridge.parameters(), lr=cfg.lr)
+        last_shape = tuple(old_encoder.positions[-1].out_shape)
+        if tuple(cache.target.shape[1:]) != last_shape:  # positions and windows disagree: say so, never crash later
+            raise ConfigError(
+                f"{old_encoder.encoder_name}: its last layer gives {last_shape} per window at the "
+                f"{old_encoder.spec.window_s:g} s its positions were found at, but the cached targets are "
+                f"{tuple(cache.target.shape[1:])}; load it with load_encoder(..., window_s=<window in use>).")
         stats = None
         if cfg.target_norm == "standardise":
             stats = tuple(t.to(device) for t in target_stats(cache.target[torch.as_tensor(train_idx)]))

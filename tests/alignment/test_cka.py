@@ -113,11 +113,34 @@ def test_shuffled_baseline_near_zero_debiased(rng):
     np.testing.assert_array_equal(again.mean, null.mean)
 
 
-def test_constant_features_give_nan_not_crash(rng):
+def test_constant_features_give_a_defined_zero_with_a_warning(rng):
     X = rng.standard_normal((20, 4))
-    m = cka_maps([X, np.ones((20, 3))], [X])
-    assert np.isnan(m.cross_debiased[1, 0]) and np.isnan(m.cross_biased[1, 0])
+    with pytest.warns(RuntimeWarning, match=r"feats_a\[1\] are constant"):
+        m = cka_maps([X, np.ones((20, 3))], [X])
+    assert m.cross_debiased[1, 0] == 0.0 and m.cross_biased[1, 0] == 0.0  # defined, never NaN
+    assert np.isfinite(m.self_a_debiased).all() and m.self_a_debiased[1, 1] == 0.0
     assert m.cross_debiased[0, 0] == pytest.approx(1.0, abs=1e-5)
+    # constant up to float64 rounding (1e6 + 1 ulp noise) is constant too, at any scale
+    Z = 1e6 + np.spacing(1e6) * rng.integers(0, 2, size=(20, 3))
+    with pytest.warns(RuntimeWarning, match="constant"):
+        assert linear_cka(X, Z, debiased=True) == 0.0
+    with pytest.warns(RuntimeWarning, match="constant"):
+        assert shuffled_baseline([X], [np.zeros((20, 2))], n_perm=2).mean[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [1e-20, 1e-8, 1e6, 1e12])
+def test_same_answer_at_any_scale(rng, scale, dtype):
+    X, Y = related(rng, 120, 40, 30)
+    ref_b, ref_d = gram_cka(X, Y), gram_cka(X, Y, debiased=True)
+    a, b = (X * scale).astype(dtype), (Y * scale).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-9
+    assert linear_cka(a, b) == pytest.approx(ref_b, abs=tol)
+    assert linear_cka(a, b, debiased=True) == pytest.approx(ref_d, abs=tol)
+    m = cka_maps([a, (X / scale).astype(dtype)], [b])  # the two sets at wildly different scales
+    np.testing.assert_allclose(m.cross_biased[:, 0], ref_b, atol=1e-5)
+    np.testing.assert_allclose(m.cross_debiased[:, 0], ref_d, atol=1e-5)
+    assert np.isfinite(m.self_a_debiased).all()
 
 
 def test_bad_inputs(rng):

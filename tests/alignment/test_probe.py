@@ -71,3 +71,26 @@ def test_progress_and_errors(rng):
         probe_scores({"a": np.zeros((5, 2))}, y)
     with pytest.raises(ConfigError, match="n_splits"):
         probe_scores(feats, y, n_splits=1)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e12])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_scores_at_any_scale(rng, scale, dtype):
+    feats, y = _data(rng)
+    groups = np.repeat(np.arange(8), 15)
+    ref = probe_scores(feats, y, groups=groups)["f1_mean"].to_numpy()
+    scaled = {k: (v * scale).astype(dtype) for k, v in feats.items()}
+    ref32 = probe_scores({k: v.astype(dtype) for k, v in feats.items()}, y, groups=groups)["f1_mean"].to_numpy()
+    got = probe_scores(scaled, y, groups=groups)["f1_mean"].to_numpy()
+    np.testing.assert_allclose(got, ref32, atol=1e-9)
+    np.testing.assert_allclose(got, ref, atol=0.05)  # float32 rounding may move a window or two
+
+
+def test_constant_features_defined_with_note(rng, caplog):
+    feats, y = _data(rng, n=60)
+    df = probe_scores({"const": np.full((60, 4), 1e-20), "good": feats["good"]}, y)
+    row = df.set_index("position").loc["const"]
+    assert np.isfinite(row["f1_mean"]) and 0 < row["f1_mean"] < 0.5  # majority class: chance level
+    assert "constant features" in row["note"] and "constant" in caplog.text
+    with pytest.raises(ConfigError, match="NaN"):
+        probe_scores({"bad": np.full((60, 4), np.nan)}, y)

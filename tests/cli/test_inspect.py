@@ -91,3 +91,49 @@ def test_flat_fraction_units():
     rec = Recording(np.vstack([x, np.full(1000, np.nan)]), 100.0, ["a", "b"])
     q = channel_quality(rec)
     assert q[1]["nan_fraction"] == 1.0 and q[1]["min"] is None and q[0]["max"] == 700.0
+
+
+def test_inspect_shows_reader_warnings_and_header(tmp_path):
+    sys.path.insert(0, str(REPO / "tests" / "data"))
+    from _edf_builder import Sig, write_edf
+
+    path = write_edf(tmp_path / "lat.edf", [Sig("EEG F\xf6".encode("latin-1"), np.zeros(200), 100),
+                                            Sig("ECG", np.zeros(400), 200, dim="mV")], n_records=2)
+    out = run_cli(path, "--channels", "EEG F\xf6")
+    assert out.returncode == 0, out.stderr
+    assert "Latin-1" in out.stderr and "lat.edf" in out.stderr  # shown, never muted
+    info = json.loads(out.stdout)
+    assert info["warnings"] and info["header"][1] == {"name": "ECG", "sfreq": 200.0, "unit": "mV", "type": "ECG",
+                                                      "n_samples": 400, "usable": True, "problems": [],
+                                                      "flags": []}
+    head = json.loads(run_cli(path, "--header").stdout)
+    assert head["rates"] == {"200": ["ECG"], "100": ["EEG F\xf6"]} and "quality" not in head
+
+
+def test_library_and_file_errors_become_one_line(monkeypatch, capsys):
+    import pandas as pd
+
+    from bioxbridge_core import cli
+    from bioxbridge_core.cli import inspect_cmd
+
+    def boom(*a, **k):
+        raise pd.errors.ParserError("Error tokenizing data.\nC error: Expected 1 fields")
+
+    monkeypatch.setattr(inspect_cmd, "inspect_file", boom)
+    assert cli.main(["inspect", "x.csv"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: ParserError: Error tokenizing data. C error: Expected 1 fields"]
+
+    def missing(*a, **k):
+        raise FileNotFoundError(2, "No such file or directory", "m.csv")
+
+    monkeypatch.setattr(inspect_cmd, "inspect_file", missing)
+    assert cli.main(["inspect", "x.csv"]) == 2
+    assert capsys.readouterr().err.strip() == "error: m.csv: No such file or directory"
+
+    def bug(*a, **k):
+        raise KeyError("a bug keeps its traceback")
+
+    monkeypatch.setattr(inspect_cmd, "inspect_file", bug)
+    with pytest.raises(KeyError):
+        cli.main(["inspect", "x.csv"])

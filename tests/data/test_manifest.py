@@ -61,13 +61,13 @@ def test_two_file_rows_channel_lists_and_spans(tmp_path):
 
 
 def test_absolute_paths_are_allowed(tmp_path):
-    _touch(tmp_path, ["abs.edf"])
-    rows = [{"path": str(tmp_path / "abs.edf"), "subject": s, "old_channels": "A", "new_channels": "B"}
+    _touch(tmp_path, [f"abs_{s}.edf" for s in ("s1", "s2", "s3")])
+    rows = [{"path": str(tmp_path / f"abs_{s}.edf"), "subject": s, "old_channels": "A", "new_channels": "B"}
             for s in ("s1", "s2", "s3")]
     other = tmp_path / "elsewhere"
     other.mkdir()
     m = read_manifest(_write(other, rows))
-    assert (m.table["old_path"] == str((tmp_path / "abs.edf").resolve())).all()
+    assert m.table["old_path"].tolist() == [str((tmp_path / f"abs_{s}.edf").resolve()) for s in ("s1", "s2", "s3")]
 
 
 def test_explicit_splits_kept_and_blanks_filled(tmp_path):

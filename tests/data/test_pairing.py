@@ -21,6 +21,8 @@ from bioxbridge_core.data.recording import Recording
 SF = 250.0
 ECG_SPEC = SignalSpec("ECG", 100.0, 10.0)
 PPG_SPEC = SignalSpec("PPG", 50.0, 10.0)
+ECG_FLEX = SignalSpec("ECG", 100.0, 10.0, min_window_s=1.0, max_window_s=60.0)
+PPG_FLEX = SignalSpec("PPG", 50.0, 10.0, min_window_s=1.0, max_window_s=60.0)
 
 
 def _signals(rng, hr_hz, n, gain=1.0):
@@ -86,13 +88,13 @@ def test_resampled_windows_keep_frequency(tmp_path):
 def test_label_span_and_step(tmp_path):
     path = _dataset(tmp_path, seconds=60.0, label_start=40, label_end=60)
     m = read_manifest(path)
-    pw = make_paired_windows(m, old_spec=SignalSpec("ECG", 100.0, 8.0), new_spec=PPG_SPEC, window_s=8.0,
-                             step_s=4.0, cache=False)
+    pw = make_paired_windows(m, old_spec=ECG_FLEX, new_spec=PPG_FLEX, window_s=8.0, step_s=4.0, cache=False)
     one = pw.meta[pw.meta["recording"] == "s0_rest.npz"]
-    assert one["start_s"].tolist() == [4.0 * k for k in range(14)]
+    # unlabelled [0, 40) on its own grid, then the span's grid from 40 s; nothing straddles 40 s
+    assert one["start_s"].tolist() == [4.0 * k for k in range(9)] + [40.0, 44.0, 48.0, 52.0]
     labelled = one[one["label"].notna()]["start_s"].tolist()
     assert labelled == [40.0, 44.0, 48.0, 52.0]  # only windows wholly inside [40, 60)
-    assert pw.x_old.shape[-1] == 800
+    assert pw.x_old.shape[-1] == 800 and pw.x_new.shape[-1] == 400
 
 
 def test_nan_and_flat_windows_are_dropped_and_counted(tmp_path):

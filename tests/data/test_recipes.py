@@ -81,8 +81,8 @@ def test_cinc_fixture_manifest_labels_only_the_alarm_span(fixtures_dir, tmp_path
         assert (t.loc[name, "label_start"], t.loc[name, "label_end"]) == (44.0, 60.0)
     notes = json.loads(path.with_suffix(".notes.json").read_text())
     assert notes["left_out"] == [] and notes["n_records"] == 6
-    pw = make_paired_windows(m, old_spec=SignalSpec("ECG", 100.0, 8.0), new_spec=PPG, window_s=8.0, step_s=4.0,
-                             cache=False)
+    pw = make_paired_windows(m, old_spec=SignalSpec("ECG", 100.0, 8.0), new_spec=SignalSpec("PPG", 50.0, 8.0), window_s=8.0,
+                             step_s=4.0, cache=False)
     lab = pw.meta[pw.meta["label"].notna()]
     assert ((lab["start_s"] >= 44) & (lab["start_s"] + 8 <= 60)).all()
     assert pw.dropped == {}  # the fixtures were chosen without NaN or flat stretches

@@ -10,7 +10,8 @@ from torch import nn
 from bioxbridge_core.models.adapters.generic import GenericAdapter
 from bioxbridge_core.spec import SignalSpec
 
-ADAPTER_KINDS = ("builtin:ecg", "builtin:ppg", "builtin:eeg", "hubert-ecg", "generic-seq", "generic-hooks")
+ADAPTER_KINDS = ("builtin:ecg", "builtin:ppg", "builtin:eeg", "hubert-ecg", "generic-seq", "generic-hooks",
+                 "labram", "biot", "cbramod", "papagei")
 
 
 class Patchify(nn.Module):
@@ -88,6 +89,13 @@ def build(kind: str, tmp_path: Path):
         return load_encoder(kind, device="cpu", pretrained=False)
     if kind == "hubert-ecg":
         return load_encoder(f"hubert-ecg:{tiny_hubert_folder(tmp_path)}", device="cpu", ch_names=["I", "II"])
+    if kind in ("labram", "biot", "cbramod", "papagei"):  # published layouts, small sizes (_fm_checkpoints)
+        import importlib
+
+        from _fm_checkpoints import TEST_WINDOW_S, write
+
+        loader = getattr(importlib.import_module(f"bioxbridge_core.models.adapters.{kind}"), f"load_{kind}")
+        return loader(write(kind, tmp_path), window_s=TEST_WINDOW_S[kind]).freeze()
     if kind == "generic-seq":
         return GenericAdapter(ChainNet(), [f"blocks.{i}" for i in range(5)], spec=spec, embed="embed",
                               name="generic-seq").freeze()

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import warnings
-
-_MICRO = ("\u00b5", "\u03bc")  # micro sign, Greek mu
 
 
 def clean_unit(unit: object) -> str:
-    """ASCII unit string: ``'µV'`` -> ``'uV'``, ``None``/``'n/a'`` -> ``''``."""
-    text = "" if unit is None else str(unit).strip()
-    for m in _MICRO:
-        text = text.replace(m, "u")
-    return "" if text.lower() in ("n/a", "none", "nan") else text
+    """Normalised unit string (``'µV'`` -> ``'uV'``, ``None``/``'n/a'`` -> ``''``); see ``data.units``."""
+    from ..units import normalise_unit
 
-
-def naive_utc(when: _dt.datetime | None) -> _dt.datetime | None:
-    """Drop the time zone (after converting to UTC) so all start times compare alike."""
-    if when is None:
-        return None
-    if when.tzinfo is not None:
-        when = when.astimezone(_dt.timezone.utc).replace(tzinfo=None)
-    return when
+    return normalise_unit(unit)
 
 
 @contextlib.contextmanager

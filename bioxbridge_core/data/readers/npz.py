@@ -1,10 +1,12 @@
 """NumPy ``.npz``: ``data`` (n_chans, n_times) and ``sfreq``, optionally
-``ch_names``, ``ch_types``, ``units`` (string arrays). Never unpickled, so
-object arrays are refused. Missing names default to ``ch0, ch1, ...``.
+``ch_names``, ``ch_types``, ``units`` (string arrays), ``start_time`` (ISO
+date-time text) and ``gaps`` ((k, 2) onset and duration in seconds). Never
+unpickled, so object arrays are refused. Missing names default to ``ch0, ch1, ...``.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import zipfile
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from ...errors import RecordingError
 from ..recording import Recording
 
 REQUIRED = ("data", "sfreq")
-OPTIONAL = ("ch_names", "ch_types", "units")
+OPTIONAL = ("ch_names", "ch_types", "units", "start_time", "gaps")
 
 
 def _strings(arr: np.ndarray, key: str, n: int, path: Path) -> list[str]:
@@ -65,5 +67,18 @@ def read_npz(path: Path) -> Recording:
     names = _strings(arrays["ch_names"], "ch_names", n, path) if "ch_names" in arrays else [f"ch{i}" for i in range(n)]
     types = _strings(arrays["ch_types"], "ch_types", n, path) if "ch_types" in arrays else None
     units = _strings(arrays["units"], "units", n, path) if "units" in arrays else None
+    start = None
+    if "start_time" in arrays:
+        text = _strings(np.atleast_1d(arrays["start_time"]), "start_time", 1, path)[0]
+        try:
+            start = _dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise RecordingError(f"{path}: 'start_time' {text!r} is not an ISO date-time.") from None
+    gaps = []
+    if "gaps" in arrays:
+        g = np.asarray(arrays["gaps"], dtype=np.float64)
+        if g.ndim != 2 or g.shape[1] != 2:
+            raise RecordingError(f"{path}: 'gaps' must be (k, 2) onsets and durations, got shape {g.shape}.")
+        gaps = [tuple(map(float, row)) for row in g]
     return Recording(data=data, sfreq=float(sf.reshape(())), ch_names=names, ch_types=types, units=units,
-                     source=str(path))
+                     start_time=start, gaps=gaps, source=str(path))

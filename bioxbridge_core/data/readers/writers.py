@@ -8,7 +8,8 @@
   start time are written. NaN cannot be stored in EDF and is refused.
 * ``.csv``: a ``time_s`` column then one column per channel, headed
   ``name [unit]`` when the unit is known.
-* ``.npz``: ``data``, ``sfreq``, ``ch_names``, ``ch_types``, ``units``.
+* ``.npz``: ``data``, ``sfreq``, ``ch_names``, ``ch_types``, ``units`` (and ``start_time`` as ISO text,
+  ``gaps`` as (k, 2) seconds, when the recording has them).
 * ``.hea``: WFDB format 16 (``<name>.hea`` + ``<name>.dat``) via ``wfdb.wrsamp``;
   annotations go to ``<name>.atr`` as zero-length notes.
 
@@ -107,9 +108,14 @@ def _write_csv(rec: Recording, path: Path) -> None:
 
 
 def _write_npz(rec: Recording, path: Path) -> None:
+    extra = {}
+    if rec.start_time is not None:
+        extra["start_time"] = np.array(rec.start_time.isoformat())
+    if rec.gaps:
+        extra["gaps"] = np.asarray(rec.gaps, dtype=np.float64).reshape(-1, 2)
     atomic_save_npz(
         path, data=rec.data, sfreq=np.float64(rec.sfreq), ch_names=np.array(rec.ch_names, dtype=str),
-        ch_types=np.array(rec.ch_types, dtype=str), units=np.array(rec.units, dtype=str),
+        ch_types=np.array(rec.ch_types, dtype=str), units=np.array(rec.units, dtype=str), **extra,
     )
 
 

@@ -32,6 +32,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ...data.channels import check_single_electrodes
 from ...data.recording import EEG_1020, eeg_position
 from ...errors import EncoderError
 from ...spec import SignalSpec
@@ -52,6 +53,7 @@ def montage_positions(ch_names: Sequence[str]) -> tuple[str, ...]:
     """10-20 names for the given channel names; raises EncoderError naming unknown/duplicate ones."""
     if isinstance(ch_names, str) or len(ch_names) == 0:
         raise EncoderError(f"builtin:eeg needs a non-empty list of EEG channel names, got {ch_names!r}.")
+    check_single_electrodes([str(c) for c in ch_names], "builtin:eeg")  # bipolar 'Fpz-Cz' is no electrode
     positions = [eeg_position(str(c)) for c in ch_names]
     unknown = [str(c) for c, p in zip(ch_names, positions) if p is None]
     if unknown:
