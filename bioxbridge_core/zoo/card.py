@@ -147,10 +147,7 @@ def render_card(name: str, out_dir: str | Path, *, discussion: str | None = None
                     for p in enc.positions)
     tokens = []
     for L in (lo, hi):
-        e2 = build_builtin(name)
-        e2.spec = spec.with_window(L)
-        e2._positions = None
-        last = e2.positions[-1]
+        last = build_builtin(name).set_window(L).positions[-1]
         tokens.append(f"{L:g} s: {last.out_tokens} tokens")
     data_rows = "\n".join(
         f"| {d} | {v['signals']} | {v['subjects']} | {v['hours']:.2f} | {v['weight']:.2f} |"

@@ -50,9 +50,7 @@ def test_declared_range_covers_2_to_60_s(models, name):
 @pytest.mark.parametrize("window_s", [2.0, 7.0, 60.0])
 def test_every_length_in_range_runs_and_dry_pass_follows_it(name, window_s):
     """The dry pass at the window in use gives positions whose token count follows the length."""
-    m = build_builtin(name, ch_names=["Fz", "Cz", "Pz"] if name == "eeg" else None).freeze()
-    m.spec = m.spec.with_window(window_s)
-    m._positions = None
+    m = build_builtin(name, ch_names=["Fz", "Cz", "Pz"] if name == "eeg" else None).freeze().set_window(window_s)
     pos = m.positions
     n_times = int(round(window_s * m.spec.sfreq))
     assert pos[0].in_shape == (m.spec.n_chans, n_times)
