@@ -296,7 +296,8 @@ time box into a step count with a short timing probe.
 {"The run hit its hard time limit before the planned step count; a replay with --steps " + meta['steps'] + " uses a schedule for that many steps and is therefore not bit-identical. " if meta['steps'] != meta['planned_steps'] else ""}
 ## Limitations
 
-- Small data: the development halves only, no external corpora; pre-training saw a few hours of signal.
+- Small data: the development halves only, no external corpora ({sum(v['hours'] for v in pre['data'].values()):.1f} hours of
+  signal, {sum(v['subjects'] for k, v in pre['data'].items() if not k.startswith('neurokit2')):,} real subjects/records).
 - About {float(meta['minutes']):.0f} CPU minutes of training: far from converged; the numbers above are what
   this budget buys, not what the architecture can do.
 - Probes are small (tens of subjects or a few hundred records); fold SDs are large, so differences of a

@@ -85,7 +85,7 @@ class PretrainConfig:
     val_windows: int = 32              # validation windows per length (4, 10 and 30 s)
     stat_windows: int = 1500           # windows drawn to standardise the targets
     eval_every: int = 200
-    plan_margin: float = 0.75          # --minutes plans this share of the time box (shared CPUs slow down)
+    plan_margin: float = 0.9           # --minutes plans this share of the time box (shared CPUs slow down)
     max_overrun: float = 1.25          # hard stop at max_overrun * minutes
 
     def __post_init__(self) -> None:
