@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bioxbridge_core.zoo", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="count", default=1)
     sub = p.add_subparsers(dest="command", required=True)
+    summ = sub.add_parser("summary", help="the README's probe table from every probe_<name>.json")
+    summ.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    summ.add_argument("--threads", type=int, default=1)
     for name, help_ in (("pretrain", "masked reconstruction + physiology-target pre-training"),
                         ("probe", "frozen linear probes"),
                         ("card", "render MODEL_CARD_<name>.md from the JSON reports")):
@@ -83,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"reconstruction loss {res.first_loss:.4f} -> {res.last_loss:.4f}, "
                   f"held-out physiology R^2 {res.final_val.get('val_r2_mean', float('nan')):.3f}; "
                   f"wrote {args.out}/{args.encoder}.safetensors")
+        elif args.command == "summary":
+            from .card import summary_table
+
+            print(summary_table(args.out))
         elif args.command == "card":
             from .card import render_card
 

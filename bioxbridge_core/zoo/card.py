@@ -307,3 +307,25 @@ time box into a step count with a short timing probe.
     path = out / f"MODEL_CARD_{name}.md"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
+
+
+def summary_table(out_dir: str | Path, names: tuple[str, ...] = ("ecg", "ppg", "eeg", "eda")) -> str:
+    """Markdown table of every built-in's probe (balanced accuracy) for the README, from ``probe_<name>.json``."""
+    out = Path(out_dir)
+    rows = ["| encoder | task | shipped | hand-crafted | previous weights | random weights | goal |",
+            "|---|---|---|---|---|---|---|"]
+    for name in names:
+        path = out / f"probe_{name}.json"
+        if not path.exists():
+            continue
+        rep = read_json(path)
+        for t in rep["tasks"]:
+            r = t["results"]
+
+            def ba(k: str) -> str:
+                return f"{r[k]['balanced_accuracy_mean']:.3f}" if k in r else "-"
+            hc = ba("handcrafted") + (f" (µS: {ba('handcrafted_us')})" if "handcrafted_us" in r else "")
+            met = [g for g in goal_summary({"tasks": [t]})][0][3]
+            rows.append(f"| `builtin:{name}` | {t['task']} | **{ba('pretrained')}** | {hc} | {ba('previous')} | "
+                        f"{ba('random_init')} | {'met' if met else '**not met**'} |")
+    return "\n".join(rows)

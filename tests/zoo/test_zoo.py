@@ -385,3 +385,24 @@ def test_stress_windows_lie_inside_one_label_stretch(shared_data):
             continue
         a = start[sub] + t0
         assert any(s0 <= a and a + 30.0 <= s1 and y == lab for s0, s1, y in spans[sub])
+
+
+def test_summary_table_and_goal_verdicts(tmp_path):
+    from bioxbridge_core.zoo.__main__ import build_parser
+    from bioxbridge_core.zoo.card import comparison, summary_table
+
+    def res(v):
+        return {"balanced_accuracy_mean": v, "balanced_accuracy_std": 0.1, "f1_macro_mean": v, "f1_macro_std": 0.1}
+
+    rep = {"tasks": [
+        {"task": "A", "results": {"pretrained": res(0.70), "handcrafted": res(0.705), "random_init": res(0.5)}},
+        {"task": "B", "results": {"pretrained": res(0.60), "handcrafted": res(0.55), "handcrafted_us": res(0.65),
+                                  "previous": res(0.58), "random_init": res(0.5)}},
+    ]}
+    (tmp_path / "probe_eda.json").write_text(json.dumps(rep))
+    table = summary_table(tmp_path, names=("eda",))
+    assert "| `builtin:eda` | A | **0.700** | 0.705 | - | 0.500 | met |" in table  # within one point
+    assert "0.550 (µS: 0.650)" in table and "**not met**" in table  # the stronger baseline decides
+    text = comparison(rep)
+    assert "ties with the hand-crafted baseline" in text and "loses to the baseline on microsiemens" in text
+    assert build_parser().parse_args(["pretrain", "--encoder", "eda"]).minutes == 30.0
