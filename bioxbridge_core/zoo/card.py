@@ -44,7 +44,50 @@ ROW_LABELS = {"pretrained": "**shipped weights**", "previous": "previous weights
               "handcrafted_us": "hand-crafted baseline on microsiemens"}
 
 #: Interpretation written after reading the measured numbers of the shipped run (see each card).
-WHY: dict[str, str] = {}
+WHY: dict[str, str] = {
+    "ecg": """**Reading the numbers.** On eegmat rest vs task the label is carried mostly by heart rate (about
++14 bpm during the task). The previous weights, trained only to fill masked gaps, left it barely readable
+(0.624, level with random weights); with the physiology targets the pooled features predict heart rate on
+held-out subjects with R² 0.85 and the probe reaches the five hand-crafted HR/HRV features (0.714 vs 0.706,
+within one point, so "ties"). On the CinC alarms R-peak features stay near chance (wide-complex VT and
+the artefacts behind false alarms defeat the beat detector), while every convolutional encoder is well
+above it; the previous weights score 4 points more than the shipped ones there (0.764 vs 0.722), within one
+fold SD (0.086) but a real possibility: masked reconstruction alone may keep more of the artefact and
+waveform detail that separates false alarms.
+
+**Recipe history (honest record).** Run 1 (`--minutes 30`, physiology weight 1) planned its steps from a
+timing probe taken while the shared machine was heavily loaded, so it stopped after 1007 steps and 13.5
+minutes; its probe gave 0.678 on eegmat and 0.709 on CinC (held-out heart-rate R² 0.80). After reading
+that probe we fixed the step count to fill the budget (2100 steps, 23.4 minutes) and doubled the
+physiology weight; the shipped weights are from that second run. Because the change was decided after
+seeing run 1's eegmat figure, the eegmat number above is not a clean held-out estimate of the recipe.""",
+    "ppg": """**Reading the numbers.** On the CinC alarms the hand-crafted pulse features are below chance (pulse
+rate and amplitude barely differ between true and false VT alarms here, and the peak detector is
+unreliable on weak or irregular pulses), while the shipped encoder gains 5 points over the previous
+weights and 10 over random ones (132 records, 27 true alarms, so fold SDs are large). On Stress-Predict
+the label is only weakly visible in the wrist BVP (the dataset's authors report heart rate up by a median
+of about 3 bpm): all rows lie between 0.53 and 0.58, the shipped encoder first by 4 points over the
+baseline and by one to two points over the previous and random weights, all within one fold SD. Pulse
+rate is linearly readable from the pooled features (held-out R² 0.96), but between-subject differences in
+resting pulse are as large as the stress effect, so a subject-grouped probe cannot use it well.
+
+**Recipe history.** One run, with the settings fixed before any PPG probe was read (physiology weight 2
+and the 30-minute time box, as decided for the second ECG run).""",
+    "eeg": """**Reading the numbers.** The shipped encoder beats the 76 log band powers by 2.3 points (0.638 vs
+0.615) and the previous weights by the same margin, with a smaller spread over folds than the baseline.
+The physiology targets are what a band-power baseline measures, and on held-out subjects the pooled
+features now predict the montage-mean log relative band powers with R² 0.52 (theta) to 0.96 (alpha).
+
+**Recipe history (honest record).** Run 1 used the previous patch embedding (a small conv per 1 s patch)
+with physiology weight 1 (643 steps, 26.3 min): held-out band-power R² averaged 0.50 (beta -0.15, theta
+0.37) and the probe gave 0.570, below the baseline (0.615) and even random weights (0.583). We then added
+the spectral branch (a linear map of each patch's log power spectrum, as BIOT tokenises EEG) and doubled
+the physiology weight; the shipped weights are from this second run, which hit the hard time limit (1.25 x
+the 30-minute box) after 3072 of 3714 planned steps because the shared machine slowed down after the
+timing probe, so its learning rate was cut off at about 8 % of the peak instead of decaying to zero.
+Both changes were decided after reading run 1's probe, so the eegmat number is not a clean held-out
+estimate of the recipe.""",
+}
 
 
 def _fmt(m: dict, key: str) -> str:
