@@ -2,7 +2,7 @@
 
 Names:
 
-- ``builtin:ecg``, ``builtin:ppg``, ``builtin:eeg`` -- the shipped encoders,
+- ``builtin:ecg``, ``builtin:ppg``, ``builtin:eeg``, ``builtin:eda`` -- the shipped encoders,
   weights from ``assets/encoders/<name>.safetensors`` (when absent and
   ``pretrained=True``: a warning and a deterministic random init);
 - ``ADAPTER:PATH`` -- an adapter registered with ``register_adapter`` built
@@ -272,18 +272,9 @@ def encoder_spec(name: str, *, ch_names: Sequence[str] | None = None, window_s: 
 
 
 def _builtin_spec(key: str, ch_names: Sequence[str] | None) -> SignalSpec:
-    from .builtin import ECGConfig, EEGConfig, PPGConfig
-    from .builtin.eeg import DEFAULT_MONTAGE, montage_positions
+    from .builtin import builtin_spec
 
-    if key == "ecg":
-        c = ECGConfig()
-        return SignalSpec("ECG", c.sfreq, c.window_s, n_chans=1, min_window_s=2.0, max_window_s=60.0)
-    if key == "ppg":
-        c = PPGConfig()
-        return SignalSpec("PPG", c.sfreq, c.window_s, n_chans=1, min_window_s=2.0, max_window_s=60.0)
-    e = EEGConfig()
-    pos = montage_positions(ch_names if ch_names is not None else DEFAULT_MONTAGE)
-    return SignalSpec("EEG", e.sfreq, e.window_s, n_chans=len(pos), ch_names=pos)
+    return builtin_spec(key, ch_names)
 
 
 def _package_available(pkg: str) -> bool:

@@ -1,10 +1,12 @@
 """Built-in ECG encoder: strided conv front-end + pre-norm transformer.
 
-Input: one lead at 100 Hz, 10 s windows (1000 samples), z-scored per window.
-The conv front-end (total stride 10, like wav2vec/HuBERT feature extractors)
-turns the signal into ~100 tokens of 0.1 s; sinusoidal positions are added,
-so other window lengths also work (``flexible_length=True``). Then pre-norm
-transformer blocks and a final LayerNorm.
+Input: one lead at 100 Hz, z-scored per window; any window of 2-60 s
+(default 10 s = 1000 samples). The conv front-end (total stride 10, like
+wav2vec/HuBERT feature extractors) turns the signal into one token per 0.1 s
+(20 tokens at 2 s, 600 at 60 s); fixed sinusoidal positions are added, so
+every length in the range uses the same weights (pre-training samples window
+lengths across the whole range). Then pre-norm transformer blocks and a
+final LayerNorm.
 
 Stages (positions): ``embed`` (channels (1, T) -> tokens (T/10, width)),
 ``blocks.0`` ... ``blocks.{depth-1}`` (tokens -> tokens), ``norm``.
@@ -29,11 +31,20 @@ class ECGConfig:
 
     sfreq: float = 100.0
     window_s: float = 10.0
+    min_window_s: float = 2.0
+    max_window_s: float = 60.0
     width: int = 128
     depth: int = 6
     n_heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.1
+
+
+def ecg_spec(cfg: ECGConfig | None = None) -> SignalSpec:
+    """Input contract of the ECG encoder (no model built)."""
+    cfg = cfg or ECGConfig()
+    return SignalSpec("ECG", cfg.sfreq, cfg.window_s, n_chans=1, min_window_s=cfg.min_window_s,
+                      max_window_s=cfg.max_window_s)
 
 
 class ConvTokenizer(nn.Module):
@@ -59,7 +70,7 @@ class ECGEncoder(EncoderAdapter):
 
     def __init__(self, config: ECGConfig | None = None) -> None:
         cfg = config or ECGConfig()
-        super().__init__(SignalSpec("ECG", cfg.sfreq, cfg.window_s, n_chans=1, min_window_s=2.0, max_window_s=60.0))
+        super().__init__(ecg_spec(cfg))
         self.config = cfg
         self.embed = ConvTokenizer(cfg.width)
         self.blocks = nn.ModuleList(

@@ -1,11 +1,17 @@
 """Built-in EEG encoder: channel-agnostic patch transformer in the style of LaBraM.
 
-Input: any subset of standard 10-20 electrodes at 100 Hz, 10 s windows,
-z-scored per window and channel. Each channel is cut into 1 s patches
-(100 samples); a small temporal conv encodes each patch into one token, to
-which a learned *electrode* embedding (indexed by the 10-20 name, so the
+Input: any subset of standard 10-20 electrodes at 100 Hz, z-scored per window
+and channel; any window of 2-60 s (default 10 s). Each channel is cut into
+1 s patches (100 samples; a tail shorter than one patch is not used, so use
+whole seconds); a small temporal conv encodes each patch into one token, plus
+a linear projection of the patch's log power spectrum (1-50 Hz in 1 Hz bins,
+as BIOT tokenises EEG by its spectrum: Yang et al. NeurIPS 2023; LaBraM's
+tokenizer is trained to reconstruct the same Fourier amplitudes), so band
+power is one linear map away from every token; to this a learned *electrode* embedding (indexed by the 10-20 name, so the
 weights do not depend on the montage) and a learned *temporal* embedding
-(patch index) are added. Transformer blocks then attend over all
+(patch index 0..59, one row per second up to the 60 s maximum) are added.
+Pre-training samples window lengths across the whole range, so every row of
+the temporal table is trained. Transformer blocks then attend over all
 (channel, patch) tokens, ordered channel-major.
 
 The montage is fixed when the encoder is built (``ch_names``); channel names
@@ -64,14 +70,24 @@ def montage_positions(ch_names: Sequence[str]) -> tuple[str, ...]:
     return tuple(positions)  # type: ignore[arg-type]
 
 
+def eeg_spec(ch_names: Sequence[str] | None = None, cfg: "EEGConfig | None" = None) -> SignalSpec:
+    """Input contract of the EEG encoder for a montage (default: the 19 10-20 channels); no model built."""
+    cfg = cfg or EEGConfig()
+    positions = montage_positions(ch_names if ch_names is not None else DEFAULT_MONTAGE)
+    return SignalSpec("EEG", cfg.sfreq, cfg.window_s, n_chans=len(positions), ch_names=positions,
+                      min_window_s=cfg.min_window_s, max_window_s=cfg.max_window_s)
+
+
 @dataclass(frozen=True)
 class EEGConfig:
     """Sizes of the built-in EEG encoder."""
 
     sfreq: float = 100.0
     window_s: float = 10.0
+    min_window_s: float = 2.0
+    max_window_s: float = 60.0
     patch_samples: int = 100
-    max_patches: int = 30
+    max_patches: int = 60
     width: int = 128
     depth: int = 6
     n_heads: int = 4
@@ -84,6 +100,9 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, cfg: EEGConfig, electrodes: Sequence[int]) -> None:
         super().__init__()
+        if cfg.max_patches * cfg.patch_samples < cfg.max_window_s * cfg.sfreq:
+            raise EncoderError(f"EEGConfig: max_patches={cfg.max_patches} of {cfg.patch_samples} samples do "
+                               f"not cover max_window_s={cfg.max_window_s:g} s at {cfg.sfreq:g} Hz.")
         self.patch_samples = cfg.patch_samples
         self.conv = nn.Sequential(
             nn.Conv1d(1, 16, 9, stride=4, padding=4), nn.GroupNorm(4, 16), nn.GELU(),
@@ -92,6 +111,7 @@ class PatchEmbed(nn.Module):
         with torch.no_grad():
             n_out = self.conv(torch.zeros(1, 1, cfg.patch_samples)).numel()
         self.proj = nn.Linear(n_out, cfg.width)
+        self.spec_proj = nn.Linear(cfg.patch_samples // 2, cfg.width)  # rFFT bins 1..patch/2
         self.electrode_embed = nn.Embedding(len(EEG_1020), cfg.width)
         self.time_embed = nn.Embedding(cfg.max_patches, cfg.width)
         self.register_buffer("electrodes", torch.as_tensor(list(electrodes), dtype=torch.long), persistent=False)
@@ -101,9 +121,11 @@ class PatchEmbed(nn.Module):
         n_patch = t // self.patch_samples
         if n_patch == 0 or n_patch > self.time_embed.num_embeddings:
             raise RuntimeError(f"{t} samples give {n_patch} patches of {self.patch_samples}; "
-                               f"1..{self.time_embed.num_embeddings} are supported")
+                               f"1..{self.time_embed.num_embeddings} patches (seconds) are supported")
         patches = x[:, :, : n_patch * self.patch_samples].reshape(b * c * n_patch, 1, self.patch_samples)
-        tokens = self.proj(self.conv(patches).flatten(1)).reshape(b, c, n_patch, -1)
+        power = torch.fft.rfft(patches[:, 0], dim=-1).abs().pow(2)[:, 1:] / self.patch_samples
+        tokens = self.proj(self.conv(patches).flatten(1)) + self.spec_proj(torch.log(power + 1e-6))
+        tokens = tokens.reshape(b, c, n_patch, -1)
         tokens = (tokens + self.electrode_embed(self.electrodes)[None, :, None, :]
                   + self.time_embed.weight[:n_patch][None, None, :, :])
         return tokens.reshape(b, c * n_patch, -1)
@@ -115,7 +137,7 @@ class EEGEncoder(EncoderAdapter):
     def __init__(self, ch_names: Sequence[str] | None = None, config: EEGConfig | None = None) -> None:
         cfg = config or EEGConfig()
         positions = montage_positions(ch_names if ch_names is not None else DEFAULT_MONTAGE)
-        super().__init__(SignalSpec("EEG", cfg.sfreq, cfg.window_s, n_chans=len(positions), ch_names=positions))
+        super().__init__(eeg_spec(positions, cfg))
         self.config = cfg
         self.embed = PatchEmbed(cfg, [electrode_index(p) for p in positions])
         self.blocks = nn.ModuleList(

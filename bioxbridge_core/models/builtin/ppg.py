@@ -1,9 +1,11 @@
 """Built-in PPG encoder: a 1-D ResNet (as in PaPaGei and most PPG models).
 
-Input: one channel at 50 Hz, 10 s windows (500 samples), z-scored per window.
-A stem conv (stride 2) then four residual stages of two basic blocks each,
-widths 32 -> 64 -> 128 -> 256, stages 2-4 downsampling by 2
-(500 -> 250 -> 250 -> 125 -> 63 -> 32 time steps).
+Input: one channel at 50 Hz, z-scored per window; any window of 2-60 s
+(default 10 s = 500 samples). A stem conv (stride 2) then four residual
+stages of two basic blocks each, widths 32 -> 64 -> 128 -> 256, stages 2-4
+downsampling by 2 (500 -> 250 -> 250 -> 125 -> 63 -> 32 time steps at 10 s;
+7 at 2 s, 188 at 60 s). Fully convolutional, so every length in the range
+uses the same weights (pre-training samples lengths across the range).
 
 Stages (positions), all in layout ``"channels"`` (width, time): ``stem``,
 ``layer1.0``, ``layer1.1``, ``layer2.0``, ..., ``layer4.1``.
@@ -27,9 +29,18 @@ class PPGConfig:
 
     sfreq: float = 50.0
     window_s: float = 10.0
+    min_window_s: float = 2.0
+    max_window_s: float = 60.0
     widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks_per_stage: int = 2
     kernel: int = 5
+
+
+def ppg_spec(cfg: PPGConfig | None = None) -> SignalSpec:
+    """Input contract of the PPG encoder (no model built)."""
+    cfg = cfg or PPGConfig()
+    return SignalSpec("PPG", cfg.sfreq, cfg.window_s, n_chans=1, min_window_s=cfg.min_window_s,
+                      max_window_s=cfg.max_window_s)
 
 
 class PPGEncoder(EncoderAdapter):
@@ -37,7 +48,7 @@ class PPGEncoder(EncoderAdapter):
 
     def __init__(self, config: PPGConfig | None = None) -> None:
         cfg = config or PPGConfig()
-        super().__init__(SignalSpec("PPG", cfg.sfreq, cfg.window_s, n_chans=1, min_window_s=2.0, max_window_s=60.0))
+        super().__init__(ppg_spec(cfg))
         self.config = cfg
         self.stem = nn.Sequential(
             nn.Conv1d(1, cfg.widths[0], 7, stride=2, padding=3, bias=False),
