@@ -297,6 +297,27 @@ def predict_file(run_dir: Path, rec_path: Path, *, channels: list[str] | None, d
                              state.mtime(rec_path), tuple(channels) if channels else None, device)
 
 
+def run_calibration(run_dir: Path) -> str:
+    """The per-subject calibration (``"none"``/``"subject"``) of a trained run's bundle."""
+    read_bundle_info = engine("runs.bundle", "read_bundle_info", feature="Loading trained bridges")
+    info = read_bundle_info(run_dir)
+    return str(info.get("calibration") or (info.get("bridge_config") or {}).get("calibration") or "none")
+
+
+def calibration_min_windows() -> int:
+    """Windows a recording needs for its own calibration statistics (``models.subject_norm.MIN_WINDOWS``)."""
+    return int(engine("models.subject_norm", "MIN_WINDOWS", feature="Per-subject calibration"))
+
+
+def too_short_for_calibration(frames: dict[str, Any], calibration: str) -> dict[str, int]:
+    """``{recording: windows}`` of predicted recordings with fewer windows than per-subject calibration
+    needs (empty when the run does not calibrate): their features were left as they are."""
+    if calibration != "subject":
+        return {}
+    minimum = calibration_min_windows()
+    return {name: len(f) for name, f in frames.items() if len(f) < minimum}
+
+
 # -- verdict inputs -------------------------------------------------------------------------------------------
 def label_counts(pw: Any) -> tuple[dict[str, int], dict[str, int]]:
     """Labelled windows per class in the train and test splits of ``PairedWindows``."""
