@@ -83,8 +83,8 @@ with boundary("Encoders"):
 manifest_path = need_dataset()
 if manifest_path:
     st.subheader("Old task head")
-    st.caption("Mean-pooled last-layer tokens of the old encoder (frozen unless fine-tuned) → one linear layer, trained on the "
-               "labelled *train* split (class-balanced). Its predictions become the pseudo labels of the pairs.")
+    st.caption("Mean-pooled last-layer tokens of the old encoder (frozen unless fine-tuned) → one linear layer, "
+               "trained on the labelled *train* split (class-balanced). Its predictions become the pseudo labels of the pairs.")
     with boundary("Task head"):
         head_options_form()
         settings = state.data_settings()
