@@ -164,12 +164,16 @@ def label_verdict(train_counts: Mapping[str, int], *, test_counts: Mapping[str, 
 
 
 def alignment_verdict(cka: float | None, null_mean: float | None, null_std: float | None = None, *,
-                      n_pairs: int | None = None, new_position: str = "", old_position: str = "") -> Verdict:
+                      n_pairs: int | None = None, new_position: str = "", old_position: str = "",
+                      unprobed: str | None = None) -> Verdict:
     """Does the selected (read, write) cell align better than shuffled pairs?
 
     ``cka``: debiased linear CKA of the selected cell; ``null_mean``/``null_std``: the same cell's
     CKA over shuffled (unpaired) windows. ``numbers["baseline"]`` is the one baseline the page shows
     on the metric and on the heatmap; ``numbers["threshold"]`` the value a cell must exceed.
+    ``unprobed``: why stage 1 could not probe the old model's pseudo labels (e.g. they are all one
+    class); the verdict is then "stop" whatever the CKA, because similar features carry no task that
+    the old model does not have.
     """
     cell = f"{new_position} → {old_position}".strip(" →") or "the selected cell"
     if not _finite(cka) or not _finite(null_mean):
@@ -180,6 +184,13 @@ def alignment_verdict(cka: float | None, null_mean: float | None, null_std: floa
     nums = {"cka": float(cka), "baseline": float(null_mean), "null_std": spread, "threshold": threshold,
             "n_pairs": n_pairs}
     at_n = f" at n={n_pairs} pairs" if n_pairs else ""
+    if unprobed:
+        return Verdict(
+            "alignment", "stop", "Nothing to transfer: the old model's pseudo labels on the pairs could not be "
+            "probed.",
+            f"{unprobed[0].upper()}{unprobed[1:]}. CKA of {cell} is {cka:.3f} vs shuffled-pairs baseline "
+            f"{null_mean:.3f}, but similar features cannot carry a task the old model does not show here.",
+            {**nums, "unprobed": unprobed})
     if float(cka) <= threshold:
         return Verdict(
             "alignment", "stop", "No alignment above chance: the two models' features at the chosen positions "

@@ -37,11 +37,14 @@ if manifest_path:
             init = c3.selectbox("Prototype init", ["tokens", "normal"], key="w_train_init",
                                 help="tokens: real old-layer tokens from the pairs; normal: N(0, 1).")
             loss = c4.selectbox("Loss", ["cosine", "mse", "l1"], key="w_train_loss")
-            c1, c2, c3, c4 = st.columns(4)
+            c1, c2, c3, c4, c5 = st.columns(5)
             lr = c1.number_input("Learning rate", 1e-7, 1.0, d.lr, format="%.0e", key="w_train_lr")
             epochs = c2.number_input("Epochs", 1, 10000, d.epochs, key="w_train_epochs")
-            batch = c3.number_input("Batch size", 1, 4096, d.batch_size, key="w_train_batch")
-            seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="w_train_seed")
+            patience = c3.number_input("Patience", 0, 10000, d.patience, key="w_train_patience",
+                                       help="Stop early when the held-out pair loss has not improved for this "
+                                            "many epochs (the best epoch is kept). 0 = run every epoch.")
+            batch = c4.number_input("Batch size", 1, 4096, d.batch_size, key="w_train_batch")
+            seed = c5.number_input("Seed", 0, 2**31 - 1, 0, key="w_train_seed")
             kd = st.checkbox("Also train the KD student baseline (much larger)", key="w_train_kd")
             m1, m2 = st.columns(2)
             n_bridge = None
@@ -56,7 +59,8 @@ if manifest_path:
             if st.button("Start training", type="primary", key="w_train_start", icon=":material/play_arrow:"):
                 run_id = actions.start_bridge_run(
                     settings, positions, dict(rank=int(rank), n_prototypes=int(n_proto), prototype_init=init,
-                                              loss=loss, lr=float(lr), epochs=int(epochs), batch_size=int(batch),
+                                              loss=loss, lr=float(lr), epochs=int(epochs), patience=int(patience),
+                                              batch_size=int(batch),
                                               seed=int(seed)), device=state.device_arg(), kd=kd)
                 state.put("active_run", run_id)
                 st.toast(f"Started run {run_id}")

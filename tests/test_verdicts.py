@@ -45,6 +45,14 @@ def test_alignment_below_its_null_is_no_alignment():
     assert alignment_verdict(None, None).level == "caution"
 
 
+def test_strong_cka_without_a_task_to_probe_is_no_go():
+    note = "only one pseudo-label class (1) among 16 windows: nothing to probe"
+    v = alignment_verdict(0.68, 0.03, 0.01, n_pairs=16, new_position="embed", old_position="blocks.1",
+                          unprobed=note)
+    assert v.level == "stop" and v.headline.startswith("Nothing to transfer")
+    assert "Only one pseudo-label class" in v.detail and v.numbers["baseline"] == 0.03
+
+
 def test_bridge_agreement_vs_a_constant_guess():
     hist = [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.5, "val_agreement": 0.42},
             {"epoch": 2, "train_loss": 0.9, "val_loss": 0.6, "val_agreement": 0.45}]

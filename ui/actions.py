@@ -399,8 +399,10 @@ def alignment_verdict(res: Any, positions: dict | None = None) -> Any:
     wr = (positions or {}).get("write") if (positions or {}).get("write") in olds else res.old_position
     i, j = news.index(rd), olds.index(wr)
     std = np.asarray(res.null_cka_std)
+    unprobed = (res.notes[0] if res.notes else "stage 1 could not probe") if res.probe_cv == "none" else None
     return verdict(float(np.asarray(res.cka)[i, j]), float(np.asarray(res.null_cka)[i, j]),
-                   float(std[i, j]) if std.size else None, n_pairs=res.n_pairs, new_position=rd, old_position=wr)
+                   float(std[i, j]) if std.size else None, n_pairs=res.n_pairs, new_position=rd, old_position=wr,
+                   unprobed=unprobed)
 
 
 def bridge_verdict(run: Any) -> Any:

@@ -290,8 +290,12 @@ def test_at_chance_dataset_verdicts_and_reload_in_chromium(browser_page, server,
     _shot(page, "12_at_chance_models", readme="models", height=1250)
 
     _go(page, "alignment", "Alignment")
-    _click_and_run(page, "Compute alignment", _has_text_js("No alignment above chance"))
-    expect(_verdict(page, "No alignment above chance")).to_be_visible(timeout=180_000)
+    # the old model is at chance here: either its pseudo labels are one class (nothing to probe) or the
+    # chosen cell does not beat its shuffled null; both are a "stop" verdict, which one depends on the weights
+    stop = re.compile("Nothing to transfer|No alignment above chance")
+    _click_and_run(page, "Compute alignment", "() => /Nothing to transfer|No alignment above chance/"
+                                              ".test(document.body.innerText)")
+    expect(page.locator('[data-testid="stAlert"]').filter(has_text=stop).first).to_be_visible(timeout=180_000)
     metric = page.locator('[data-testid="stMetric"]').filter(has_text="Debiased CKA of this cell")
     baseline = metric.locator('[data-testid="stMetricDelta"]').inner_text().split()[-1]
     heat = '.st-key-w_align_cka [data-testid="stPlotlyChart"]'
@@ -343,6 +347,10 @@ def test_demo_train_stop_predict_in_chromium(browser_page, server, tmp_path):
     epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill(str(EPOCHS))
     epochs.press("Enter")
+    _wait_idle(page)
+    patience = page.get_by_role("spinbutton", name="Patience")
+    patience.fill("0")  # no early stop: the test stops the run itself, mid-way
+    patience.press("Enter")
     _wait_idle(page)
     _click_and_run(page, "Start training", "() => !!document.querySelector('[class*=\"st-key-w_train_run_\"]')")
     page.wait_for_function(f"() => ({POINTS_JS})() >= 24", timeout=300_000)  # about 12 epochs: 2 points each

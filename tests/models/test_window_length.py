@@ -13,22 +13,11 @@ from bioxbridge_core.models.registry import encoder_spec, load_encoder
 from bioxbridge_core.training import BridgeTrainer, compute_cache
 
 MONTAGE = ["Fp1", "C3", "Cz", "O1"]
-CH = {"builtin:ecg": None, "builtin:ppg": None, "builtin:eeg": MONTAGE}
-
-
-def _eeg_accepts(*windows: float) -> bool:
-    spec = encoder_spec("builtin:eeg", ch_names=MONTAGE)
-    return all(spec.accepts_window(w) for w in windows)
-
-
-EEG_XFAIL = pytest.mark.xfail(
-    not _eeg_accepts(4.0, 16.0, 30.0), strict=True, raises=ConfigError,
-    reason="builtin:eeg on this branch takes exactly 10 s windows; the rebuilt EEG encoder (issue 10, "
-           "'builtin encoders' engineer) accepts 2-60 s")
+CH = {"builtin:ecg": None, "builtin:ppg": None, "builtin:eeg": MONTAGE, "builtin:eda": None}
 
 
 def _params(names, windows):
-    return [pytest.param(n, w, marks=EEG_XFAIL if "eeg" in n else ()) for n in names for w in windows]
+    return [pytest.param(n, w) for n in names for w in windows]
 
 
 def _walk(enc, x):
@@ -42,7 +31,7 @@ def _walk(enc, x):
     return shapes
 
 
-@pytest.mark.parametrize("name, window", _params(["builtin:ecg", "builtin:ppg", "builtin:eeg"], [4.0, 16.0]))
+@pytest.mark.parametrize("name, window", _params(["builtin:ecg", "builtin:ppg", "builtin:eeg", "builtin:eda"], [4.0, 16.0]))
 def test_positions_are_found_at_the_window_in_use(name, window):
     enc = load_encoder(name, device="cpu", pretrained=False, ch_names=CH[name], window_s=window)
     assert enc.spec.window_s == window and enc.spec.n_times == int(round(window * enc.spec.sfreq))
@@ -56,7 +45,7 @@ def test_positions_are_found_at_the_window_in_use(name, window):
     assert (enc.positions[-1].out_tokens > default.positions[-1].out_tokens) == longer
 
 
-@pytest.mark.parametrize("window", [pytest.param(4.0, marks=EEG_XFAIL), pytest.param(30.0, marks=EEG_XFAIL)])
+@pytest.mark.parametrize("window", [4.0, 30.0])
 def test_eeg_encoder_runs_at_4_and_30_seconds(window):
     enc = load_encoder("builtin:eeg", device="cpu", pretrained=False, ch_names=MONTAGE, window_s=window)
     x = torch.randn(3, len(MONTAGE), int(round(window * enc.spec.sfreq)))
@@ -87,8 +76,7 @@ def _pair_params():
     out = []
     for old, new in PAIRS:
         for w in (4.0, 16.0):
-            out.append(pytest.param(old, new, w, marks=EEG_XFAIL if "eeg" in old + new else (),
-                                    id=f"{old[8:]}->{new[8:]}@{w:g}s"))
+            out.append(pytest.param(old, new, w, id=f"{old[8:]}->{new[8:]}@{w:g}s"))
     return out
 
 
