@@ -144,9 +144,9 @@ def train_old_head(settings: dict, *, device: str | None, on_progress: Progress 
         report["splits"][split] = {"n": int((ev.labels() >= 0).sum()),
                                    **evaluate_head(enc, head, ev.x_old, ev.labels(), subjects=ev.subjects)}
     folder = head_dir(settings)
-    head.save(folder / "head.safetensors")
-    if head.fine_tuned:
+    if head.fine_tuned:  # first: a saved fine-tuned head always finds its encoder
         save_encoder_state(enc, folder / ENCODER_STATE)
+    head.save(folder / "head.safetensors")
     atomic_write_json(folder / "report.json", report)
     return report
 
