@@ -472,8 +472,10 @@ def test_verdicts_on_an_at_chance_eegmat_like_dataset(tmp_path, eegmat_files):
     at.switch_page("pages/alignment.py").run()
     at.button(key="w_align_run").click().run()
     assert not _problems(at), _problems(at)
-    align = [v for v in _verdicts(at) if "alignment" in v[1].lower()]
-    assert align and align[0][0] == "stop" and "No alignment above chance" in align[0][1]
+    align = [v for v in _verdicts(at) if "alignment" in v[1].lower() or "nothing to transfer" in v[1].lower()]
+    # at chance: either the CKA does not clear its null, or the old model's pseudo labels leave nothing to probe
+    assert align and align[0][0] == "stop" and ("No alignment above chance" in align[0][1]
+                                                or "Nothing to transfer" in align[0][1]), align
     baseline = next(m for m in at.metric if m.label == "Debiased CKA of this cell").delta
     assert baseline.startswith("shuffled-pairs baseline")
     import json
