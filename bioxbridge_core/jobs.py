@@ -261,8 +261,13 @@ def bridge_job(ctx: JobContext) -> str:
 
     Config keys: ``windows`` (PairedWindows .npz), ``splits`` (default ``["pair"]``; ``[]`` = all),
     ``old_encoder``, ``new_encoder``, ``old_ch_names``, ``new_ch_names``, ``old_position``, ``new_position``,
-    ``bridge`` (BridgeConfig dict), optional ``head`` (TaskHead safetensors path), ``device``,
-    ``encoder_factory`` ("module:function" replacing the registry).
+    ``bridge`` (BridgeConfig dict), optional ``head`` (TaskHead safetensors path), ``old_encoder_state``
+    (the whole old encoder fine-tuned with that head, ``models.heads.save_encoder_state``; loaded over the
+    registry's encoder), ``device``, ``encoder_factory`` ("module:function" replacing the registry).
+
+    The old model must be used as its head was trained: the bridge's ``calibration`` must equal the
+    head's, and a head trained with a fine-tuned encoder needs ``old_encoder_state`` (and only such a
+    head may have one); otherwise ``ConfigError`` before any training.
 
     With a head, the bundle is saved whether training finished or was stopped (then from the best
     epoch so far), with a temperature fitted on the pair-validation windows (``calibration.py``),
@@ -283,13 +288,17 @@ def bridge_job(ctx: JobContext) -> str:
     pw = all_windows.split(*splits) if splits else all_windows
     if pw.x_old is None or pw.x_new is None or len(pw) == 0:
         raise RunError(f"{cfg['windows']}: no paired windows in split(s) {list(splits)}.")
+    bcfg = BridgeConfig.from_dict(cfg.get("bridge", {}))
     load = _encoder_loader(cfg)
     device = cfg.get("device")
     # the registry builds each encoder at the window the pairs were cut with (positions follow it)
     win = {} if cfg.get("encoder_factory") else {"window_s": float(pw.window_s)}
     old = load(cfg["old_encoder"], device=device, ch_names=cfg.get("old_ch_names"), **win)
+    if cfg.get("old_encoder_state"):  # the old encoder as fine-tuned with its head
+        from .models.heads import load_encoder_state
+
+        load_encoder_state(old, cfg["old_encoder_state"])
     new = load(cfg["new_encoder"], device=device, ch_names=cfg.get("new_ch_names"), **win)
-    bcfg = BridgeConfig.from_dict(cfg.get("bridge", {}))
     head = None
     metrics: dict[str, Any] = {"bridge": {}}
     val_targets = None
@@ -298,6 +307,7 @@ def bridge_job(ctx: JobContext) -> str:
         from .verdicts import majority_share
 
         head = TaskHead.load(cfg["head"])
+        check_old_model(cfg, bcfg, head, where=ctx.run.path / S.CONFIG)
         # what a bridge that always says the old model's most common class would agree on (shown live)
         _, val_idx = pair_val_split(len(pw), pw.subjects, bcfg.val_fraction, seed=bcfg.seed)
         val_targets = head.predict(old, pw.x_old[val_idx], subjects=pw.subjects[val_idx]) if len(val_idx) else None
@@ -321,6 +331,7 @@ def bridge_job(ctx: JobContext) -> str:
     if head is not None and trainer.best_epoch_ is not None:
         from .bridge.composed import BridgedModel
         from .calibration import calibrate_bridge
+        from .pipeline import old_model_bundle_fields
         from .runs.bundle import save_bundle
 
         model = BridgedModel(new, old, trainer.bridge_, head, new_position=trainer.new_position_,
@@ -338,6 +349,7 @@ def bridge_job(ctx: JobContext) -> str:
             "label_names": list(getattr(head, "label_names", pw.label_names)), "window_s": pw.window_s,
             "step_s": pw.step_s, "preprocessing": pw.preprocessing, "bridge_config": bcfg,
             "best_epoch": trainer.best_epoch_, "epochs_run": done, "stopped": trainer.stopped_,
+            **old_model_bundle_fields(old, head, trainer.old_position_),
             "confidence_calibration": calibration.to_dict()})
         write_metrics(ctx.run.path, metrics)
         _evaluate_on_test(ctx, cfg, all_windows, old, new, head, trainer, bcfg, pw, metrics, model=model,
@@ -348,6 +360,29 @@ def bridge_job(ctx: JobContext) -> str:
         kept = " kept as a usable bridge" if head is not None else ""
         return f"stopped after epoch {done} of {bcfg.epochs}; best epoch {trainer.best_epoch_}{kept}"
     return f"trained {done} epochs; best epoch {trainer.best_epoch_}"
+
+
+def check_old_model(cfg: dict, bcfg, head, *, where: str | Path = "bridge job config") -> None:
+    """Refuse a bridge job whose settings would use the old model otherwise than its head was trained.
+
+    ``bcfg.calibration`` must equal ``head.calibration``; ``cfg["old_encoder_state"]`` is required
+    for a head trained with a fine-tuned encoder (``head.fine_tuned``) and refused for any other
+    head. Raises ``ConfigError`` naming ``where`` and the fix. Without a head nothing is checked.
+    """
+    from .errors import ConfigError
+
+    if head is None:
+        return
+    if bcfg.calibration != head.calibration:
+        raise ConfigError(f"{where}: bridge calibration {bcfg.calibration!r} differs from the task head's "
+                          f"{head.calibration!r} ({cfg.get('head')}); the bridge must calibrate as the head does.")
+    state = cfg.get("old_encoder_state")
+    if head.fine_tuned and not state:
+        raise ConfigError(f"{where}: the task head {cfg.get('head')} was trained with a fine-tuned old encoder; "
+                          "set 'old_encoder_state' to that encoder's weights.")
+    if state and not head.fine_tuned:
+        raise ConfigError(f"{where}: 'old_encoder_state' is given but the task head {cfg.get('head')} was trained "
+                          "on the frozen old encoder; drop one of them.")
 
 
 def _wants_kd(cfg: dict) -> bool:
@@ -377,28 +412,33 @@ def _evaluate_on_test(ctx: JobContext, cfg: dict, all_windows, old, new, head, t
     from .metrics import chance_metrics
     from .pipeline import evaluate_predictions, run_kd
 
-    test = all_windows.split("test").labelled()
-    if len(test) == 0:
+    # with per-subject calibration every test window (labelled or not) feeds its subject's statistics,
+    # as in pipeline.run_pipeline; only labelled windows are scored
+    test = all_windows.split("test")
+    test = test if bcfg.calibration == "subject" else test.labelled()
+    y = test.labels() if len(test) else np.zeros(0, dtype=np.int64)
+    lab = y >= 0
+    if not lab.any():
         return
     n_classes = len(test.label_names)
-    y = test.labels()
     if model is None:
         model = BridgedModel(new, old, trainer.bridge_, head, new_position=trainer.new_position_,
                              old_position=trainer.old_position_)
     logits = predict_logits(model, test.x_new, subjects=test.subjects)
     metrics["bridge"]["test"] = evaluate_predictions(y, logits, n_classes)
-    metrics["bridge"]["test_confidence"] = {"raw": confidence_summary(y, apply_temperature(logits, 1.0)),
-                                            "calibrated": confidence_summary(y, apply_temperature(logits, temperature))}
+    metrics["bridge"]["test_confidence"] = {
+        "raw": confidence_summary(y[lab], apply_temperature(logits, 1.0)[lab]),
+        "calibrated": confidence_summary(y[lab], apply_temperature(logits, temperature)[lab])}
     metrics["oracle"] = {"test": evaluate_predictions(y, head.predict_proba(old, test.x_old, subjects=test.subjects),
                                                       n_classes)}
-    metrics["chance"] = {"test": chance_metrics(y, n_classes, seed=bcfg.seed)}
+    metrics["chance"] = {"test": chance_metrics(y[lab], n_classes, seed=bcfg.seed)}
     write_metrics(ctx.run.path, metrics)
     if _wants_kd(cfg) and not trainer.stopped_:
         ctx.on_progress(0, 1, "training the KD baseline")
         kd = run_kd(new, old, head, pairs, test, epochs=int(cfg.get("kd_epochs") or bcfg.epochs),
                     lr=float(cfg.get("kd_lr", 1e-4)), batch_size=bcfg.batch_size, seed=bcfg.seed,
                     val_fraction=bcfg.val_fraction, device=cfg.get("device"), should_stop=ctx.should_stop,
-                    on_progress=ctx.on_progress)
+                    on_progress=ctx.on_progress, calibration=bcfg.calibration)
         metrics["kd"] = {"test": kd.pop("metrics"), **kd}
         write_metrics(ctx.run.path, metrics)
 

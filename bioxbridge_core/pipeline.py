@@ -212,6 +212,21 @@ def bundle_config(config: PipelineConfig, windows, *, new_position: str, old_pos
             "step_s": windows.step_s, "preprocessing": windows.preprocessing, "bridge_config": bridge_config}
 
 
+def old_model_bundle_fields(old_encoder, head, old_position: str) -> dict[str, Any]:
+    """The bundle keys that rebuild the old model as it was trained (``run_pipeline`` and the app's bridge job).
+
+    ``calibration`` (the head's: ``"none"``/``"subject"``), ``old_finetuned`` and, for a head trained
+    with a fine-tuned encoder, ``old_layers``: that encoder's stages from ``old_position`` (the
+    bridge's write position l) on (``models.heads.stage_state``); ``runs.bundle.load_bundle``
+    applies them over the registry's encoder. ``old_encoder`` must be the fine-tuned one then.
+    """
+    from .models.heads import stage_state
+
+    fine_tuned = bool(getattr(head, "fine_tuned", False))
+    return {"calibration": getattr(head, "calibration", "none"), "old_finetuned": fine_tuned,
+            "old_layers": stage_state(old_encoder, old_position) if fine_tuned else None}
+
+
 def split_windows(windows) -> dict[str, Any]:
     """``train`` (labelled), ``pair`` (pair + val, labels ignored) and ``test`` (labelled) windows."""
     parts = {
@@ -323,7 +338,6 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     from .bridge.composed import BridgedModel
     from .bridge.config import BridgeConfig, fit_budget
     from .metrics import chance_metrics
-    from .models.heads import stage_state
     from .runs.bundle import save_bundle
     from .training.trainer import BridgeTrainer
 
@@ -368,9 +382,9 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         head_seconds = head_usage.seconds
         head.save(out / "old_head.safetensors")
         if head.fine_tuned and dist.world_size() > 1:  # the other ranks need the whole fine-tuned encoder
-            from ._io import atomic_save_safetensors
+            from .models.heads import save_encoder_state
 
-            atomic_save_safetensors(out / FINETUNED_ENCODER, data.old_encoder.state_dict())
+            save_encoder_state(data.old_encoder, out / FINETUNED_ENCODER)
         y_test = test_in.labels()
         oracle = evaluate_predictions(
             y_test, head.predict_proba(data.old_encoder, test_in.x_old, subjects=test_in.subjects), n_classes)
@@ -386,16 +400,14 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
         alignment.save(out)
     dist.barrier()  # the other ranks take rank 0's head, positions (and fine-tuned encoder) from the run folder
     if not main:
-        from ._io import load_safetensors
         from .alignment.result import AlignmentResult
-        from .models.heads import TaskHead
+        from .models.heads import TaskHead, load_encoder_state
 
         head = TaskHead.load(out / "old_head.safetensors")
         alignment = AlignmentResult.load(out, features=False)
         cal = head.calibration
         if head.fine_tuned:
-            data.old_encoder.load_state_dict(load_safetensors(out / FINETUNED_ENCODER))
-            data.old_encoder.freeze()
+            load_encoder_state(data.old_encoder, out / FINETUNED_ENCODER)
         test_in = _rows_to_use(data.windows, parts, "test", cal)
     new_pos, old_pos = alignment.selected["new_position"], alignment.selected["old_position"]
 
@@ -432,9 +444,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
                                   subjects=pair.subjects[val]).to_dict()
     save_bundle(out, trainer.bridge_, head, {
         **bundle_config(config, data.windows, new_position=new_pos, old_position=old_pos, bridge_config=bcfg),
-        "calibration": cal, "old_finetuned": bool(head.fine_tuned),
-        "old_layers": stage_state(data.old_encoder, old_pos) if head.fine_tuned else None,
-        "confidence_calibration": confidence})
+        **old_model_bundle_fields(data.old_encoder, head, old_pos), "confidence_calibration": confidence})
 
     _step(on_progress, 4 + k, total, f"evaluating on {len(test)} test windows (new modality only)")
     bridge_metrics = evaluate_predictions(

@@ -35,6 +35,30 @@ def assessment_section(settings: dict, assessment: dict | None) -> None:
                "subjects.")
 
 
+def head_options_form() -> None:
+    """Per-subject calibration and fine-tuning of the old encoder (stored in state; part of the head's key)."""
+    d = actions.head_defaults()
+    cur = {**d, **(state.get("head_options") or {})}
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+    choices = list(actions.CALIBRATION_CHOICES)
+    cal = c1.selectbox(
+        "Per-subject calibration", choices, index=choices.index(cur["calibration"]) if cur["calibration"] in choices
+        else 0, key="w_models_calibration",
+        help="subject: standardise each subject's pooled features with that subject's own unlabelled windows "
+             "(people differ more than their states do), for the old model, the bridge and KD alike; at prediction "
+             "each uploaded recording is standardised with its own windows. none: never. auto: decide on the train "
+             "split by subject-grouped cross-validation of the frozen old model, as `python -m bioxbridge_core run` "
+             "does (subject only when it gains at least 0.02 balanced accuracy).")
+    tune = c2.checkbox("Fine-tune the old encoder", value=bool(cur["fine_tune"]), key="w_models_finetune",
+                       help="Also train the old encoder with its head on the train split (slower; the bridge, "
+                            "alignment and predictions then use the fine-tuned encoder). Off: only the linear head "
+                            "is trained on the frozen encoder.")
+    epochs = c3.number_input("Epochs", 1, 1000, int(cur["epochs"]), key="w_models_ft_epochs", disabled=not tune)
+    lr = c4.number_input("Encoder learning rate", 1e-8, 1.0, float(cur["lr"]), format="%.0e", key="w_models_ft_lr",
+                         disabled=not tune)
+    state.put("head_options", {"calibration": cal, "fine_tune": bool(tune), "epochs": int(epochs), "lr": float(lr)})
+
+
 page_header("Models", "The old model (with a task head) and the new model the bridge will feed from.")
 
 with boundary("Encoders"):
@@ -59,9 +83,10 @@ with boundary("Encoders"):
 manifest_path = need_dataset()
 if manifest_path:
     st.subheader("Old task head")
-    st.caption("Mean-pooled last-layer tokens of the frozen old encoder → one linear layer, trained on the "
-               "labelled *train* split (class-balanced). Its predictions become the pseudo labels of the pairs.")
+    st.caption("Mean-pooled last-layer tokens of the old encoder (frozen unless fine-tuned) → one linear layer, "
+               "trained on the labelled *train* split (class-balanced). Its predictions become the pseudo labels of the pairs.")
     with boundary("Task head"):
+        head_options_form()
         settings = state.data_settings()
         report = actions.head_report(settings)
         with boundary("Labelled windows"):
@@ -72,8 +97,11 @@ if manifest_path:
                                             on_progress=progress_callback("Training the task head…"))
             st.success("Task head trained and saved.", icon=":material/check_circle:")
         if report is None:
-            st.info("No task head for this dataset and old encoder yet.", icon=":material/info:")
+            st.info("No task head for this dataset, old encoder and these options yet.", icon=":material/info:")
         else:
+            summary = actions.head_summary(report)
+            if summary:
+                st.markdown(summary)
             assessment = actions.assessment_report(settings)
             show_verdict(actions.old_model_verdict(report, assessment))
             splits = report.get("splits", {})

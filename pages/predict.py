@@ -61,6 +61,12 @@ with boundary("Predict"):
     st.caption(f"Bridge `{enc.get('new', '?')}` **{pos.get('read', '?')}** → `{enc.get('old', '?')}` "
                f"**{pos.get('write', '?')}** · trained on {run.dataset}")
     held_out_panel(run)
+    calibration = actions.run_calibration(run.path)
+    if calibration == "subject":
+        st.info(f"This bridge uses **per-subject calibration**: each uploaded recording is standardised with its "
+                f"own windows (one recording = one person), so a recording needs several windows — at least "
+                f"{actions.calibration_min_windows()}, better many — and should span more than one state: its "
+                "predictions describe each window relative to the rest of the recording.", icon=":material/tune:")
     ups = st.file_uploader(f"New-signal recording(s) (up to {datasets.MAX_UPLOAD_MB} MB per file; a WFDB .hea "
                            "with its .dat, several records, or a zip)", type=FILE_TYPES, accept_multiple_files=True,
                            key="w_predict_upload")
@@ -100,6 +106,12 @@ with boundary("Predict"):
     frames = {p.name: actions.predict_file(run.path, p, channels=chans, device=state.device_arg()) for p in records}
     if len(records) > 1:
         st.dataframe(actions.prediction_summary(frames), hide_index=True, width="stretch", key="w_predict_summary")
+    short = actions.too_short_for_calibration(frames, calibration)
+    if short:
+        st.warning("Too few windows for per-subject calibration (needs "
+                   f"{actions.calibration_min_windows()}): " + ", ".join(f"{n} ({k})" for n, k in short.items())
+                   + ". Their features were not standardised, unlike everything the bridge was trained on: treat "
+                   "these predictions with care.", icon=":material/warning:")
     frame = frames[path.name]
     names = [c[2:] for c in frame.columns if c.startswith("p_")]
     proba = frame[[f"p_{n}" for n in names]].to_numpy()

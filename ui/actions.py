@@ -26,43 +26,152 @@ def _encoder(settings: dict, side: str, device: str | None) -> Any:
 
 
 # -- old task head (Models page) ---------------------------------------------------------------------------
+#: the head options and the ``PipelineConfig`` fields whose defaults they take
+HEAD_OPTION_FIELDS = {"calibration": "calibration", "fine_tune": "old_finetune", "epochs": "old_finetune_epochs",
+                      "lr": "old_finetune_lr"}
+CALIBRATION_CHOICES = ("auto", "none", "subject")
+ENCODER_STATE = "old_encoder.safetensors"
+
+
+def head_defaults() -> dict:
+    """The head options' defaults: those of the headless pipeline (``PipelineConfig``)."""
+    import dataclasses
+
+    PipelineConfig = engine("pipeline", "PipelineConfig", feature="Pipeline settings")
+    fields = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+    return {k: fields[f] for k, f in HEAD_OPTION_FIELDS.items()}
+
+
+def head_options(settings: dict) -> dict:
+    """The old task head's options for ``settings`` (``settings["head"]`` over the defaults), normalised:
+    ``calibration`` (auto/none/subject), ``fine_tune`` and, only when fine-tuning, ``epochs`` and ``lr``.
+
+    Raises ``ConfigError`` for an unknown calibration or out-of-range fine-tuning settings.
+    """
+    from bioxbridge_core.errors import ConfigError
+
+    opts = {**head_defaults(), **{k: v for k, v in (settings.get("head") or {}).items() if k in HEAD_OPTION_FIELDS}}
+    if opts["calibration"] not in CALIBRATION_CHOICES:
+        raise ConfigError(f"Per-subject calibration must be one of {', '.join(CALIBRATION_CHOICES)}; "
+                          f"got {opts['calibration']!r}.")
+    if not opts["fine_tune"]:
+        return {"calibration": str(opts["calibration"]), "fine_tune": False}
+    epochs, lr = int(opts["epochs"]), float(opts["lr"])
+    if epochs < 1 or not 0 < lr <= 1:
+        raise ConfigError(f"Fine-tuning needs at least 1 epoch and an encoder learning rate in (0, 1]; got "
+                          f"{epochs} epochs, {lr:g}.")
+    return {"calibration": str(opts["calibration"]), "fine_tune": True, "epochs": epochs, "lr": lr}
+
+
+def _data_key(settings: dict) -> dict:
+    return {k: settings.get(k) for k in ("manifest_path", "old_encoder", "new_encoder", "window_s", "step_s")}
+
+
 def head_dir(settings: dict) -> Path:
-    """Workspace folder of the old task head for these data settings and old encoder."""
+    """Workspace folder of the old task head for these data settings, old encoder and head options
+    (calibration, fine-tuning): a different choice is a different head."""
     key = state.fingerprint({k: settings[k] for k in ("manifest_path", "old_encoder", "window_s", "step_s")},
-                            state.mtime(settings["manifest_path"]))
+                            head_options(settings), state.mtime(settings["manifest_path"]))
     return state.workspace("heads", key)
 
 
 def head_report(settings: dict) -> dict | None:
-    """The saved head report (metrics per split, confusion, label names), or None if not trained yet."""
+    """The saved head report (metrics per split, confusion, label names, ``old_model``), or None if not trained yet."""
     path = head_dir(settings) / "report.json"
     return read_json(path) if path.exists() else None
 
 
+def encoder_state_path(settings: dict) -> Path | None:
+    """The fine-tuned old encoder saved with the head, or None (head not trained, or trained frozen)."""
+    path = head_dir(settings) / ENCODER_STATE
+    return path if path.exists() else None
+
+
+def old_model_encoder(settings: dict, device: str | None) -> Any:
+    """The old encoder as the saved head reads it: the fine-tuned copy when the head fine-tuned it, else frozen."""
+    return cache.encoder_for(settings["old_encoder"], settings["manifest_path"], "old", device,
+                             settings.get("window_s"), state_path=encoder_state_path(settings))
+
+
+def _rows(pw: Any, split: str, calibration: str) -> Any:
+    """The windows of ``split`` to feed: all of them when calibrating per subject (each subject's
+    statistics come from all its windows, labelled or not), else the labelled ones (as the pipeline does)."""
+    part = pw.split(split)
+    return part if calibration == "subject" else part.labelled()
+
+
+def choose_head_calibration(settings: dict, opts: dict, pw: Any, enc: Any) -> tuple[str, str | None]:
+    """``(calibration, reason)``: the requested one, or for ``auto`` the engine's choice by subject-grouped CV
+    of the frozen old model on ``train`` (``pipeline.resolve_calibration``, as ``python -m bioxbridge_core run``)."""
+    if opts["calibration"] != "auto":
+        return opts["calibration"], None
+    PipelineConfig, PreparedData, resolve_calibration = engine(
+        "pipeline", "PipelineConfig", "PreparedData", "resolve_calibration", feature="Per-subject calibration")
+    cfg = PipelineConfig(old=settings["old_encoder"], new=settings["new_encoder"], manifest=settings["manifest_path"],
+                         calibration="auto", old_finetune=opts["fine_tune"], assess_old=False,
+                         **({"old_finetune_epochs": opts["epochs"], "old_finetune_lr": opts["lr"]}
+                            if opts["fine_tune"] else {}))
+    cal, note, _ = resolve_calibration(cfg, PreparedData(pw, enc, None, settings["manifest_path"]))
+    return cal, note
+
+
 def train_old_head(settings: dict, *, device: str | None, on_progress: Progress = None, seed: int = 0) -> dict:
-    """Train the old model's task head on the train split; evaluate on val and test; save both."""
-    train_task_head, evaluate_head = engine("models.heads", "train_task_head", "evaluate_head",
-                                            feature="Task-head training")
+    """Train the old model's task head on the train split with the chosen options; evaluate on val and test;
+    save the head, the fine-tuned encoder (if any) and the report in ``head_dir``."""
+    import copy
+
+    fit_old_head = engine("pipeline", "fit_old_head", feature="Task-head training")
+    evaluate_head, save_encoder_state = engine("models.heads", "evaluate_head", "save_encoder_state",
+                                               feature="Task-head training")
+    opts = head_options(settings)
     pw = cache.paired_windows_for(settings)
-    enc = _encoder(settings, "old", device)
-    tr = pw.split("train").labelled()
-    head = train_task_head(enc, tr.x_old, tr.labels(), label_names=list(pw.label_names), groups=tr.subjects,
-                           seed=seed, on_progress=on_progress)
-    report: dict[str, Any] = {"label_names": list(pw.label_names), "n_train": len(tr), "splits": {}}
+    frozen = _encoder(settings, "old", device)
+    cal, reason = choose_head_calibration(settings, opts, pw, frozen)
+    # fine-tuning changes the encoder in place: work on a copy, the cached frozen one is shared by every page
+    enc = copy.deepcopy(frozen) if opts["fine_tune"] else frozen
+    tr = _rows(pw, "train", cal)
+    head = fit_old_head(enc, tr, seed=seed, on_progress=on_progress, calibration=cal, fine_tune=opts["fine_tune"],
+                        **({"epochs": opts["epochs"], "lr_encoder": opts["lr"]} if opts["fine_tune"] else {}))
+    old_model = {"calibration": cal, "calibration_requested": opts["calibration"], "calibration_reason": reason,
+                 "fine_tuned": bool(head.fine_tuned),
+                 **({"finetune_epochs": opts["epochs"], "finetune_lr": opts["lr"]} if opts["fine_tune"] else {})}
+    report: dict[str, Any] = {"label_names": list(pw.label_names), "n_train": int((tr.labels() >= 0).sum()),
+                              "old_model": old_model, "splits": {}}
     for split in ("train", "val", "test"):
-        ev = pw.split(split).labelled()
-        if len(ev) == 0:
+        ev = _rows(pw, split, cal)
+        if len(ev) == 0 or not (ev.labels() >= 0).any():
             continue
-        report["splits"][split] = {"n": len(ev), **evaluate_head(enc, head, ev.x_old, ev.labels())}
+        report["splits"][split] = {"n": int((ev.labels() >= 0).sum()),
+                                   **evaluate_head(enc, head, ev.x_old, ev.labels(), subjects=ev.subjects)}
     folder = head_dir(settings)
+    if head.fine_tuned:  # first: a saved fine-tuned head always finds its encoder
+        save_encoder_state(enc, folder / ENCODER_STATE)
     head.save(folder / "head.safetensors")
     atomic_write_json(folder / "report.json", report)
     return report
 
 
+def head_summary(report: dict | None) -> str | None:
+    """One line on how the saved head's old model was built: calibration (why, for auto) and fine-tuning."""
+    om = (report or {}).get("old_model")
+    if not om:
+        return None
+    cal = om.get("calibration", "none")
+    text = "Per-subject calibration: **on**" if cal == "subject" else "Per-subject calibration: **off**"
+    if om.get("calibration_requested") == "auto":
+        text += f" (auto: {om.get('calibration_reason') or 'no reason recorded'})"
+    if om.get("fine_tuned"):
+        text += (f" · Old encoder: **fine-tuned** with the head ({om.get('finetune_epochs')} epochs, encoder "
+                 f"learning rate {om.get('finetune_lr'):g})")
+    else:
+        text += " · Old encoder: **frozen** (only the linear head was trained)"
+    return text
+
+
 # -- alignment (Alignment page) ----------------------------------------------------------------------------
 def alignment_dir(settings: dict) -> Path:
-    key = state.fingerprint(settings, state.mtime(settings["manifest_path"]))
+    """Workspace folder of the alignment result for these data settings and head options."""
+    key = state.fingerprint(_data_key(settings), head_options(settings), state.mtime(settings["manifest_path"]))
     return state.workspace("alignment", key)
 
 
@@ -77,9 +186,9 @@ def run_alignment(settings: dict, *, device: str | None, on_progress: Progress =
         raise NotFittedError("Train the old model's task head on the Models page first: alignment scores the "
                              "new model's layers against the head's pseudo labels.")
     pairs = cache.paired_windows_for(settings).split("pair")
-    old = _encoder(settings, "old", device)
+    old = old_model_encoder(settings, device)  # fine-tuned with the head when it was
     new = _encoder(settings, "new", device)
-    y = pseudo_labels(old, TaskHead.load(head_path), pairs.x_old)
+    y = pseudo_labels(old, TaskHead.load(head_path), pairs.x_old, subjects=pairs.subjects)
     result = align(old, new, pairs.x_old, pairs.x_new, y, groups=pairs.subjects, device=device,
                    on_progress=on_progress)
     result.save(alignment_dir(settings))
@@ -127,14 +236,23 @@ def start_bridge_run(settings: dict, positions: dict, bridge: dict, *, device: s
     BridgeConfig = engine("bridge", "BridgeConfig", feature="Bridge settings")
     RunStore = engine("runs.store", "RunStore", feature="The run store")
     start_job = engine("jobs", "start_job", feature="Background training jobs")
-    cfg = BridgeConfig(**bridge)  # validates every field; a ConfigError names the bad one
     head = head_dir(settings) / "head.safetensors"
     if not head.exists():
         from bioxbridge_core.errors import NotFittedError
 
         raise NotFittedError("Train the old model's task head on the Models page first.")
+    meta = read_json(head.with_suffix(".json"))  # the head's own record: calibration, fine-tuned
+    # the bridge calibrates as the head does (the job refuses anything else); validates every field
+    cfg = BridgeConfig(**{**bridge, "calibration": meta.get("calibration", "none")})
+    state_path = encoder_state_path(settings) if meta.get("fine_tuned") else None
+    if meta.get("fine_tuned") and state_path is None:
+        from bioxbridge_core.errors import NotFittedError
+
+        raise NotFittedError("The task head was trained with a fine-tuned old encoder whose weights are missing; "
+                             "retrain the task head on the Models page.")
     pw = cache.paired_windows_for(settings)
-    windows = state.workspace("windows", state.fingerprint(settings, state.mtime(settings["manifest_path"])))
+    windows = state.workspace("windows", state.fingerprint(_data_key(settings),
+                                                           state.mtime(settings["manifest_path"])))
     windows = windows / "pairs.npz"
     if not windows.exists():
         pw.save(windows)
@@ -147,6 +265,7 @@ def start_bridge_run(settings: dict, positions: dict, bridge: dict, *, device: s
         "encoders": {"old": settings["old_encoder"], "new": settings["new_encoder"]},
         "positions": dict(positions),
         "baselines": {"kd": bool(kd)},
+        "old_model": {"calibration": cfg.calibration, "fine_tuned": bool(meta.get("fine_tuned"))},
         "seed": cfg.seed,
         # what the bridge job reads (jobs.bridge_job)
         "windows": str(windows), "splits": ["pair"],
@@ -154,6 +273,7 @@ def start_bridge_run(settings: dict, positions: dict, bridge: dict, *, device: s
         "old_ch_names": list(first["old_channels"]), "new_ch_names": list(first["new_channels"]),
         "old_position": positions["write"], "new_position": positions["read"],
         "bridge": cfg.to_dict(), "head": str(head), "device": device,
+        **({"old_encoder_state": str(state_path)} if state_path else {}),
     }
     handle = RunStore(state.run_root()).create("bridge", config)
     start_job(handle.path)
@@ -175,6 +295,27 @@ def predict_file(run_dir: Path, rec_path: Path, *, channels: list[str] | None, d
     """Per-window predictions (DataFrame: start_s, end_s, label, p_<class>...) of a trained bridge run."""
     return cache.predictions(str(run_dir), state.mtime(Path(run_dir) / "bundle.json"), str(rec_path),
                              state.mtime(rec_path), tuple(channels) if channels else None, device)
+
+
+def run_calibration(run_dir: Path) -> str:
+    """The per-subject calibration (``"none"``/``"subject"``) of a trained run's bundle."""
+    read_bundle_info = engine("runs.bundle", "read_bundle_info", feature="Loading trained bridges")
+    info = read_bundle_info(run_dir)
+    return str(info.get("calibration") or (info.get("bridge_config") or {}).get("calibration") or "none")
+
+
+def calibration_min_windows() -> int:
+    """Windows a recording needs for its own calibration statistics (``models.subject_norm.MIN_WINDOWS``)."""
+    return int(engine("models.subject_norm", "MIN_WINDOWS", feature="Per-subject calibration"))
+
+
+def too_short_for_calibration(frames: dict[str, Any], calibration: str) -> dict[str, int]:
+    """``{recording: windows}`` of predicted recordings with fewer windows than per-subject calibration
+    needs (empty when the run does not calibrate): their features were left as they are."""
+    if calibration != "subject":
+        return {}
+    minimum = calibration_min_windows()
+    return {name: len(f) for name, f in frames.items() if len(f) < minimum}
 
 
 # -- verdict inputs -------------------------------------------------------------------------------------------
@@ -214,8 +355,17 @@ def assess_old_model(settings: dict, *, device: str | None, on_progress: Progres
     """Subject-grouped CV of the old model on ``train`` beside hand-crafted features on the same folds."""
     fn = engine(*ASSESS_FN, feature="Assessing the old model (subject-grouped CV vs hand-crafted features)")
     pw = cache.paired_windows_for(settings)
+    opts = head_options(settings)
+    report = head_report(settings) or {}
+    # the old model as the head was built: its calibration (for auto: the choice made when it was trained)
+    # and, when fine-tuned, fine-tuning inside every fold from the frozen encoder (the encoder fine-tuned on
+    # all of train has seen the held-out folds, so cross-validating it would leak)
+    cal = (report.get("old_model") or {}).get("calibration") or ("none" if opts["calibration"] == "auto"
+                                                                   else opts["calibration"])
     enc = _encoder(settings, "old", device)
-    result = dict(fn(enc, pw.split("train").labelled(), seed=seed, on_progress=on_progress))
+    tune = ({"fine_tune": True, "fine_tune_epochs": opts["epochs"], "fine_tune_lr": opts["lr"]}
+            if opts["fine_tune"] else {})
+    result = dict(fn(enc, _rows(pw, "train", cal), seed=seed, on_progress=on_progress, calibration=cal, **tune))
     atomic_write_json(head_dir(settings) / "assessment.json", result)
     return result
 

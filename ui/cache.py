@@ -107,15 +107,30 @@ def predictions(run_dir: str, bundle_mtime: float, rec_path: str, rec_mtime: flo
     return predict(model, rec, channels=list(channels) if channels else None)
 
 
+@st.cache_resource(show_spinner="Loading the fine-tuned old encoder…", max_entries=2)
+def get_finetuned_encoder(name: str, device: str | None, ch_names: tuple[str, ...] | None, window_s: float | None,
+                          state_path: str, state_mtime: float) -> Any:
+    """A copy of ``get_encoder(name, ...)`` with the weights of ``state_path`` (``models.heads.save_encoder_state``)
+    loaded over it; the shared frozen encoder is never touched. ``state_mtime`` is only part of the cache key."""
+    import copy
+
+    load_encoder_state = engine("models.heads", "load_encoder_state", feature="Fine-tuned encoders")
+    return load_encoder_state(copy.deepcopy(get_encoder(name, device, ch_names, window_s)), state_path)
+
+
 def encoder_for(name: str, manifest_path: str, side: str, device: str | None = None,
-                window_s: float | None = None) -> Any:
+                window_s: float | None = None, state_path: str | None = None) -> Any:
     """The frozen encoder for one side of the active dataset (EEG-style encoders get its montage),
-    at the window length in use (``None``: the encoder's own)."""
+    at the window length in use (``None``: the encoder's own); with ``state_path``, the copy of it
+    fine-tuned with the old task head (``get_finetuned_encoder``)."""
     manifest = load_manifest(manifest_path, _mtime(manifest_path))
     chans = tuple(manifest.table.iloc[0][f"{side}_channels"])
     spec = encoder_spec(name)
     montage = chans if (spec.n_chans is None or spec.ch_names is not None or spec.modality == "EEG") else None
-    return get_encoder(name, device, montage, window_s if window_s and window_s != spec.window_s else None)
+    win = window_s if window_s and window_s != spec.window_s else None
+    if state_path:
+        return get_finetuned_encoder(name, device, montage, win, str(state_path), _mtime(state_path))
+    return get_encoder(name, device, montage, win)
 
 
 def paired_windows_for(settings: dict) -> Any:

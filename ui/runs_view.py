@@ -196,7 +196,7 @@ def _redact_json(path: Path) -> str:
 
 
 #: config keys that name server files (kept out of what the browser sees)
-PATH_KEYS = ("windows", "head", "manifest", "job_module", "encoder_factory")
+PATH_KEYS = ("windows", "head", "old_encoder_state", "manifest", "job_module", "encoder_factory")
 
 
 def public_config(run: RunView) -> dict:
@@ -204,7 +204,7 @@ def public_config(run: RunView) -> dict:
     from .errors import redact
 
     keep = {}
-    for k in ("encoders", "positions", "bridge", "data", "seed", "device", "baselines"):
+    for k in ("encoders", "old_model", "positions", "bridge", "data", "seed", "device", "baselines"):
         v = run.config.get(k)
         if v is None:
             continue

@@ -47,12 +47,13 @@ DEFAULTS: dict[str, Any] = {
     "positions": None,            # {"read": str, "write": str} chosen on the Alignment page
     "predict_request": None,      # {"run", "file", "channels"} of the last prediction asked for
     "data_notes": None,           # {"manifest": path, "notes": [str]} from building a manifest of uploads
+    "head_options": None,         # {"calibration", "fine_tune", "epochs", "lr"} of the old task head (Models page)
 }
 
 PERSISTED = tuple(DEFAULTS)
 #: what survives a reload (through the session file named in the URL)
 REMEMBERED = ("data_source", "demo_kind", "manifest_path", "dataset_label", "old_encoder", "new_encoder",
-              "window_s", "step_s", "active_run", "positions", "data_notes", "device")
+              "window_s", "step_s", "active_run", "positions", "data_notes", "device", "head_options")
 QUERY_KEY = "s"
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
@@ -179,6 +180,10 @@ def mtime(path: str | Path | None) -> float:
         return 0.0
 
 
+DATA_KEYS = ("manifest_path", "old_encoder", "new_encoder", "window_s", "step_s")
+
+
 def data_settings() -> dict[str, Any]:
-    """Everything that defines the windows a page computes on (used in cache keys and run configs)."""
-    return {k: get(k) for k in ("manifest_path", "old_encoder", "new_encoder", "window_s", "step_s")}
+    """Everything that defines the windows a page computes on (``DATA_KEYS``) plus the old task head's
+    options (``head``: calibration and fine-tuning, chosen on the Models page); used in cache keys and run configs."""
+    return {**{k: get(k) for k in DATA_KEYS}, "head": get("head_options")}

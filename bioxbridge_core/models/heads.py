@@ -496,3 +496,46 @@ def load_stage_state(encoder: EncoderAdapter, tensors: dict[str, torch.Tensor], 
         except RuntimeError as exc:
             raise EncoderError(f"{source}: stage '{name}' does not match {encoder.encoder_name} ({exc}).") from None
     encoder.freeze()
+
+
+# -- the whole fine-tuned encoder ------------------------------------------------------------
+ENCODER_STATE_FORMAT = "bioxbridge-encoder-state/1"
+
+
+def save_encoder_state(encoder: EncoderAdapter, path: str | Path) -> Path:
+    """Write all of ``encoder``'s weights (e.g. after fine-tuning with its head) as safetensors, atomically.
+
+    The file holds ``encoder.state_dict()`` plus metadata naming the encoder; ``load_encoder_state``
+    applies it over a fresh copy of the same encoder built by the registry (same name, channels and
+    window). Returns the path written.
+    """
+    from .._io import atomic_save_safetensors
+
+    meta = {"format": ENCODER_STATE_FORMAT, "encoder_name": encoder.encoder_name}
+    return atomic_save_safetensors(path, encoder.state_dict(), metadata={"bioxbridge": json.dumps(meta)})
+
+
+def load_encoder_state(encoder: EncoderAdapter, path: str | Path) -> EncoderAdapter:
+    """Load a file written by ``save_encoder_state`` into ``encoder`` in place (strict) and freeze it.
+
+    Raises ``EncoderError`` naming the file when it is missing or unreadable, or when its tensors
+    do not fit ``encoder`` exactly (another encoder, channel count or window length).
+    Returns ``encoder``.
+    """
+    from .._io import load_safetensors
+
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderError(f"{path}: fine-tuned encoder weights not found.")
+    try:
+        tensors = load_safetensors(path)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for broken files
+        raise EncoderError(f"{path}: cannot read fine-tuned encoder weights ({exc}).") from None
+    device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+    try:
+        encoder.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise EncoderError(f"{path}: weights do not fit encoder '{encoder.encoder_name}' ({first}).") from None
+    encoder.freeze()
+    return encoder

@@ -584,7 +584,10 @@ def test_models_page_shows_the_old_model_assessment(tmp_path, manifest, monkeypa
                 "old_model": {"balanced_accuracy": 0.52, "balanced_accuracy_mean": 0.52, "balanced_accuracy_sd": 0.02},
                 "handcrafted": {"balanced_accuracy": 0.9, "balanced_accuracy_mean": 0.9, "balanced_accuracy_sd": 0.01}}
 
+    import bioxbridge_core.models.assess as real
+
     fake = types.ModuleType("bioxbridge_core.models.assess")
+    fake.__dict__.update({k: v for k, v in vars(real).items() if not k.startswith("__")})  # choose_calibration...
     fake.assess_old_model = assess_old_model
     monkeypatch.setitem(sys.modules, "bioxbridge_core.models.assess", fake)
     at = _app(tmp_path, data_source="server", manifest_path=str(manifest))
