@@ -271,7 +271,12 @@ def test_bridge_job_calibrates_confidence_on_pair_val(tmp_path, monkeypatch):
     bundle = json.loads((run.path / "bundle.json").read_text())
     cal = bundle["confidence_calibration"]
     assert cal["n"] == read_metrics(run.path)["bridge"]["n_val"] > 0
-    assert cal["nll_after"] <= cal["nll_before"] + 1e-9  # the fit never makes the NLL worse than T = 1
+    # the temperature is fitted against smoothed targets (calibration.smoothing), so the raw NLL may move either
+    # way by a little; the fit itself is tested in tests/test_calibration.py
+    from bioxbridge_core.calibration import T_BOUNDS
+
+    assert T_BOUNDS[0] <= cal["temperature"] <= T_BOUNDS[1]
+    assert np.isfinite(cal["nll_before"]) and np.isfinite(cal["nll_after"])
     conf = read_metrics(run.path)["bridge"]["test_confidence"]
     assert set(conf) == {"raw", "calibrated"}
     chance = read_metrics(run.path)["bridge"]["agreement_chance"]
