@@ -185,7 +185,7 @@ def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: Pro
     ``cache=False`` recomputes the windows instead of reusing the disk cache. A window length
     outside either encoder's range raises ``ConfigError`` before any file is read.
     """
-    from .data.manifest import read_manifest
+    from .data.manifest import naming, read_manifest, row_where
     from .data.pairing import make_paired_windows
     from .models.registry import encoder_spec, load_encoder
 
@@ -194,8 +194,10 @@ def prepare_data(config: PipelineConfig, *, cache: bool = True, on_progress: Pro
     manifest = read_manifest(path, seed=config.seed)
     first = manifest.table.iloc[0]
     old_ch, new_ch = list(first["old_channels"]), list(first["new_channels"])
-    old_spec = encoder_spec(config.old, ch_names=old_ch, window_s=window_s)
-    new_spec = encoder_spec(config.new, ch_names=new_ch, window_s=window_s)
+    with naming(row_where(manifest, "old")):  # an encoder refusing the row's channels names file and row
+        old_spec = encoder_spec(config.old, ch_names=old_ch, window_s=window_s)
+    with naming(row_where(manifest, "new")):
+        new_spec = encoder_spec(config.new, ch_names=new_ch, window_s=window_s)
     windows = make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=window_s,
                                   step_s=step_s, cache=cache, on_progress=on_progress)
     old = load_encoder(config.old, device=config.device, ch_names=old_ch, window_s=window_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -37,7 +38,7 @@ def _bundle_channels(path: str, model) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write_bytes
     from ..data.readers import read_recording
-    from ..inference.predict import predict_recording
+    from ..inference.predict import drop_reasons, predict_recording
     from ..runs.bundle import load_bundle
 
     from .._check import check_range
@@ -51,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_bytes(args.out, frame.to_csv(index=False).encode())
     counts = frame["label"].value_counts().to_dict() if "label" in frame else {}
+    dropped = {k: int(v) for k, v in (frame.attrs.get("dropped") or {}).items()}
     print(json.dumps({"file": Path(args.file).name, "windows": len(frame), "predicted": counts,
-                      "out": args.out}))
+                      "dropped": dropped, "drop_reasons": drop_reasons(dropped), "out": args.out}))
+    if dropped:  # the JSON above says it too; this line is for a reader of the terminal
+        print(f"{Path(args.file).name}: dropped {sum(dropped.values())} window(s): " + "; ".join(
+            f"{r} {n} ({t})" for (r, n), t in zip(dropped.items(), drop_reasons(dropped).values())),
+              file=sys.stderr)
     return 0

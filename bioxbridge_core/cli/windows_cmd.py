@@ -71,7 +71,7 @@ def _seconds(v) -> str:
 
 
 def run(args) -> int:
-    from ..data.manifest import read_manifest
+    from ..data.manifest import naming, read_manifest, row_where
     from ..data.pairing import ALL_DROP_REASONS, check_window_request, make_paired_windows
 
     _check_side(args, "old")
@@ -87,8 +87,10 @@ def run(args) -> int:
         path = args.manifest
     manifest = read_manifest(path, seed=args.seed)
     first = manifest.table.iloc[0]
-    old_spec = _spec(args, "old", list(first["old_channels"]), window_s)
-    new_spec = _spec(args, "new", list(first["new_channels"]), window_s)
+    with naming(row_where(manifest, "old")):  # an encoder refusing the row's channels names file and row
+        old_spec = _spec(args, "old", list(first["old_channels"]), window_s)
+    with naming(row_where(manifest, "new")):
+        new_spec = _spec(args, "new", list(first["new_channels"]), window_s)
     pw = make_paired_windows(manifest, old_spec=old_spec, new_spec=new_spec, window_s=window_s,
                              step_s=step_s, cache=not args.no_cache)
     if args.out:

@@ -148,11 +148,64 @@ def check_single_electrodes(names: Sequence[str], who: str) -> None:
         raise EncoderError(msg)
 
 
+#: channel-name tokens of signals no encoder here takes (what ``apparent_modality`` can name besides
+#: ``infer_ch_type``'s ECG/PPG/EEG/EDA/EMG); whole tokens only, so 'ARTIFACT' is not 'ART'
+_OTHER_SIGNALS = {
+    "RESP": re.compile(r"^(RESP\w*|THOR\w*|ABDO\w*|ABD|AIRFLOW|NASAL)$"),
+    "ABP": re.compile(r"^(ABP\w*|ART\d*|ARTERIAL|IBP\d*|N?I?BP|CVP|PAP|AOBP)$"),
+    "EOG": re.compile(r"^(EOG\w*|HEOG|VEOG|LOC|ROC)$"),
+    "TEMP": re.compile(r"^(TEMP\w*|SKT|THERM\w*)$"),
+    "ACC": re.compile(r"^(ACC\w*|ACCEL\w*)$"),
+}
+#: bare names that say nothing of the signal although ``infer_ch_type`` reads them as electrodes:
+#: ear/mastoid electrode names double as analog inputs (OpenBCI/BITalino 'A1', 'A2')
+_SAYS_NOTHING = {"A1", "A2", "M1", "M2"}
+
+
+def apparent_modality(name: str) -> str | None:
+    """What signal a channel name *recognisably* is, or None when the name says nothing.
+
+    ECG/PPG/EEG/EDA/EMG come from ``recording.infer_ch_type`` ('PLETH' -> PPG, 'EEG Fp1' -> EEG,
+    ECG lead names such as 'II', 'V', 'MLII' -> ECG); signals no encoder takes are named too:
+    RESP ('RESP', 'Thorax'), ABP ('ABP', 'ART'), EOG, TEMP, ACC. Names such as 'ch0', 'A1' or
+    'EXG Channel 0' give None.
+    """
+    from .recording import infer_ch_type  # lazy: recording imports this module
+
+    text = str(name).strip()
+    if text.upper() in _SAYS_NOTHING:
+        return None
+    kind = infer_ch_type(text)
+    if kind != "other":
+        return kind
+    tokens = [t for t in re.split(r"[\s\-_:./()]+", text.upper()) if t]
+    for label, pattern in _OTHER_SIGNALS.items():
+        if any(pattern.match(t) for t in tokens):
+            return label
+    return None
+
+
+def check_channel_modality(names: Sequence[str], modality: str, *, where: str, encoder: str | None = None) -> None:
+    """Refuse a channel whose name is recognisably another signal than ``modality`` (WindowingError).
+
+    ``where`` names the file (and manifest row); ``encoder`` the encoder in the message (default
+    "the <modality> encoder"). Names that say nothing pass (see :func:`apparent_modality`).
+    Nothing is checked for a modality of ``"other"`` or none.
+    """
+    if not modality or modality == "other":
+        return
+    for n in names:
+        look = apparent_modality(n)
+        if look is not None and look != modality:
+            who = encoder or f"the {modality} encoder"
+            raise WindowingError(f"{where}: channel '{n}' looks like {look}; {who} takes {modality}.")
+
+
 def _spec_is_bipolar(spec_names: Sequence[str]) -> bool:
     return bool(spec_names) and all(is_bipolar(str(n)) for n in spec_names)
 
 
-def match_channels(names: Sequence[str], spec, *, where: str) -> list[str]:
+def match_channels(names: Sequence[str], spec, *, where: str, encoder: str | None = None) -> list[str]:
     """Channels of ``names`` to use for ``spec``, in the spec's order when it names its channels.
 
     Parameters
@@ -163,10 +216,13 @@ def match_channels(names: Sequence[str], spec, *, where: str) -> list[str]:
         derivations such as ``"FP1-F7"`` (matched case-/prefix-insensitively with
         aliases: ``"EEG Fp1-F7"`` and ``"FP1-F7"`` are the same derivation).
     where : what to name in messages (file, manifest row and side).
+    encoder : the encoder's name for messages (``builtin:ecg``); default "the <modality> encoder".
 
     Raises WindowingError naming ``where`` when a channel the spec needs is missing,
     when a single-electrode encoder is offered bipolar derivations in its place,
-    or when the count does not fit ``spec.n_chans``. A reversed derivation
+    when a channel's name is recognisably another signal than ``spec.modality`` ('PLETH' for an
+    ECG encoder; see :func:`check_channel_modality`), or when the count does not fit
+    ``spec.n_chans``. A reversed derivation
     (``F7-FP1`` for ``FP1-F7``) is never used silently: it is named in the error.
     """
     names = [str(n) for n in names]
@@ -190,6 +246,7 @@ def match_channels(names: Sequence[str], spec, *, where: str) -> list[str]:
             logger.info("%s: using %d of %d listed channels (those the encoder knows).", where, len(chosen),
                         len(names))
         names = chosen
+    check_channel_modality(names, modality, where=where, encoder=encoder)
     n_chans = getattr(spec, "n_chans", None)
     if n_chans is not None and len(names) != n_chans:
         raise WindowingError(

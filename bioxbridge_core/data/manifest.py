@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ManifestError
+from ..errors import BioXError, ManifestError
 from .events import Span, merge_spans, read_events, spans_from_events
 from .splits import assign_splits, check_fractions
 from .windows import SPLITS
@@ -314,6 +315,33 @@ def _group_rows(table: pd.DataFrame, where: str, *, check_files: bool = True) ->
     for key, g in groups.items():
         g.spans = merge_spans(raw[key], where=f"{where} ({g.name})")
     return list(groups.values())
+
+
+def row_where(manifest: Manifest, side: str | None = None, index: int = 0) -> str:
+    """How messages name a manifest row: ``"m.csv, row 2 (rec.edf), old side"`` (file names only, never
+    a folder path a server would reveal); ``side`` is ``"old"``, ``"new"`` or None."""
+    row = manifest.table.iloc[index]
+    file = row["old_file"] if side != "new" else row["new_file"]
+    where = f"{Path(str(manifest.source)).name}, row {row['row']} ({Path(str(file)).name})"
+    return f"{where}, {side} side" if side else where
+
+
+@contextmanager
+def naming(where: str) -> Iterator[None]:
+    """Re-raise a ``BioXError`` from the block with ``where`` (file, manifest row) in front of its message,
+    same type, unless the message already starts with it. For checks that know no file, such as an
+    encoder refusing a manifest row's channel names."""
+    try:
+        yield
+    except BioXError as exc:
+        msg = str(exc)
+        if msg.startswith(where):
+            raise
+        try:
+            err = type(exc)(f"{where}: {msg}")
+        except Exception:  # an error type with other arguments: keep it as it is
+            raise exc from None
+        raise err from None
 
 
 def read_manifest(path: str | Path, *, seed: int = 0, fractions: Mapping[str, float] | None = None) -> Manifest:

@@ -456,13 +456,15 @@ def _check_classes(meta: pd.DataFrame, src: str) -> None:
 # -- one recording (inference) -------------------------------------------------------------------
 def window_recording(rec: Recording, *, spec: SignalSpec, channels: Sequence[str] | None = None,
                      window_s: float | None = None, step_s: float | None = None,
-                     preprocessing: Preprocessing | None = None) -> RecordingWindows:
+                     preprocessing: Preprocessing | None = None, encoder: str | None = None) -> RecordingWindows:
     """Preprocessed windows of one modality of ``rec`` for ``spec`` (same steps as pairing).
 
     ``channels`` defaults to the recording's channels of ``spec.modality`` (all channels when
     none is typed so). ``"zscore-subject"`` normalisation uses the whole recording's statistics.
     Windows touching a gap, NaN or a flat line are dropped (``dropped``: ``gap``, ``nan``, ``flat``).
-    A ``window_s`` outside ``spec.window_range`` raises ``ConfigError`` before any work.
+    A ``window_s`` outside ``spec.window_range`` raises ``ConfigError`` before any work; a channel
+    recognisably of another signal (``channels.check_channel_modality``) raises WindowingError
+    naming ``encoder`` (the encoder's name, for the message).
     """
     prep = preprocessing if preprocessing is not None else Preprocessing()
     window_s, step_s = _check_lengths(window_s, step_s, spec)
@@ -470,7 +472,7 @@ def window_recording(rec: Recording, *, spec: SignalSpec, channels: Sequence[str
     if channels is None:
         typed = [c for c, t in zip(rec.ch_names, rec.ch_types) if t == spec.modality]
         channels = typed or list(rec.ch_names)
-    chans = match_channels(list(channels), spec, where=rec.name)
+    chans = match_channels(list(channels), spec, where=rec.name, encoder=encoder)
     picked = rec.pick(chans)
     side = _prepare(picked, spec, prep)
     if side.duration_s + _TOL_S < window_s:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import NotFittedError
+from ..errors import NotFittedError, WindowingError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ def predict_logits(model: Any, x_new: np.ndarray, *, subjects: Any = None, batch
     finally:
         model.train(was)
     return torch.cat(out).numpy() if out else np.zeros((0, len(getattr(model, "label_names", []) or [0, 0])))
+
+
+def drop_reasons(dropped: dict[str, int]) -> dict[str, str]:
+    """What each key of ``df.attrs["dropped"]`` (``gap``, ``nan``, ``flat``) means, in the words ``windows``
+    uses (``data.pairing.DROP_REASONS``; a predicted recording is the new modality: ``nan`` = ``nan_new``)."""
+    from ..data.pairing import DROP_REASONS
+
+    return {r: DROP_REASONS.get(r) or DROP_REASONS.get(f"{r}_new", r) for r in dropped}
 
 
 #: bundle key of the fitted temperature (``calibration.Calibration.to_dict()``)
@@ -79,14 +87,30 @@ def _preprocessing(d: dict | None):
     return Preprocessing.from_dict({k: v for k, v in d.items() if k in known})
 
 
+def bundle_channels_in(rec: Any, wanted: Sequence[str]) -> list[str]:
+    """The recording's names for the bundle's new-side channels ``wanted`` (case-insensitive).
+
+    Raises WindowingError naming the file, the bundle's channel(s) it lacks and the channels it
+    has, so a file without the channel the bridge was trained on is never fed another one.
+    """
+    have = [str(c) for c in rec.ch_names]
+    lower = {c.lower(): c for c in reversed(have)}
+    missing = [str(c) for c in wanted if str(c).lower() not in lower]
+    if missing:
+        raise WindowingError(
+            f"{rec.name}: the bundle's channel(s) {missing} are not in the file; its channels are {have}. "
+            "Pick the channel to use with --channels (the Predict page: the channel picker).")
+    return [lower[str(c).lower()] for c in wanted]
+
+
 def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = None,
                       step_s: float | None = None, batch_size: int = 64) -> pd.DataFrame:
     """Window a new-modality ``Recording`` as at training time and predict every window.
 
     Returns a DataFrame with ``start_s``, ``end_s``, ``label`` (predicted class name) and one
     ``p_<label>`` column per class (calibrated when the bundle holds a temperature);
-    ``df.attrs["dropped"]`` says how many windows were dropped and why, ``df.attrs["channels"]``
-    which channels were used, ``df.attrs["confidence_calibration"]`` the calibration applied (or None).
+    ``df.attrs["dropped"]`` says how many windows were dropped and why (``gap``, ``nan``, ``flat``:
+    see :func:`drop_reasons`), ``df.attrs["channels"]`` which channels were used, ``df.attrs["confidence_calibration"]`` the calibration applied (or None).
     """
     from ..data.pairing import window_recording  # lazy: pairing pulls in filtering code
 
@@ -95,10 +119,10 @@ def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = 
     window_s = info.get("window_s") or spec.window_s
     step = step_s if step_s is not None else (info.get("step_s") or window_s)
     if channels is None and info.get("new_ch_names"):
-        wanted = [c for c in info["new_ch_names"] if c in list(rec.ch_names)]
-        channels = wanted if len(wanted) == len(info["new_ch_names"]) else None
+        channels = bundle_channels_in(rec, info["new_ch_names"])
     rw = window_recording(rec, spec=spec, channels=channels, window_s=window_s, step_s=step,
-                          preprocessing=_preprocessing(info.get("preprocessing")))
+                          preprocessing=_preprocessing(info.get("preprocessing")),
+                          encoder=info.get("new_encoder"))
     labels = list(getattr(model, "label_names", []) or info.get("label_names") or [])
     x = np.asarray(rw.x)
     start = np.asarray(rw.start_s, dtype=float)

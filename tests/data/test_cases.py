@@ -155,6 +155,47 @@ def test_c06_predict_reads_only_its_channels(cases, capsys, monkeypatch, args):
     assert result["windows"] == 30 and result["file"] == "pleth_ecg.edf"  # 60 s of Pleth in 2 s windows
 
 
+def _toy_run(monkeypatch, new_ch_names):
+    import bioxbridge_core.runs.bundle as bundle
+
+    model = _toy_bundle(new_ch_names)
+    model.info["new_encoder"] = "builtin:ppg"  # the toy's new encoder takes PPG
+    monkeypatch.setattr(bundle, "load_bundle", lambda *a, **k: model)
+
+
+@pytest.mark.parametrize("channel, looks", [("II", "ECG"), ("ECG II", "ECG"), ("CLOCK", None)])
+def test_predict_refuses_a_channel_of_another_signal(cases, capsys, monkeypatch, channel, looks):
+    """A PPG bridge fed an ECG lead is refused naming file, channel, what it looks like and what it takes;
+    a name that says nothing ('CLOCK') is used."""
+    _toy_run(monkeypatch, ["PPG"])
+    path = cases / ("C11/bedside01.hea" if channel == "II" else "C01/edfplus_d_gap.edf")
+    if looks is None:
+        assert cli(capsys, "predict", "--run", "unused", path, "--channels", channel)[0] == 0
+        return
+    line = one_line_error(capsys, "predict", "--run", "unused", path, "--channels", channel)
+    assert line == f"error: {path.name}: channel '{channel}' looks like {looks}; builtin:ppg takes PPG."
+
+
+def test_predict_names_the_bundle_channel_the_file_lacks(cases, capsys, monkeypatch):
+    _toy_run(monkeypatch, ["PLETH"])
+    line = one_line_error(capsys, "predict", "--run", "unused", cases / "C01" / "edfplus_d_gap.edf")
+    assert line.startswith("error: edfplus_d_gap.edf: the bundle's channel(s) ['PLETH'] are not in the file; "
+                           "its channels are ['ECG II', 'PPG', 'CLOCK'].")
+    assert "encoder takes" not in line
+
+
+def test_c01_predict_reports_the_windows_dropped_for_the_gap(cases, capsys, monkeypatch):
+    """C01: 80 s of PPG with a 20 s gap at 30-50 s; 2 s windows: 40 in all, the 10 inside the gap dropped."""
+    _toy_run(monkeypatch, ["PPG"])
+    code, out, err = cli(capsys, "predict", "--run", "unused", cases / "C01" / "edfplus_d_gap.edf",
+                         "--channels", "PPG")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["dropped"] == {"gap": 10} and result["windows"] == 30
+    assert result["drop_reasons"]["gap"].startswith("touches a recording gap")
+    assert "edfplus_d_gap.edf: dropped 10 window(s): gap 10 (touches a recording gap" in err
+
+
 # -- C07: degenerate header ranges ---------------------------------------------------------------------
 def test_c07_degenerate_ranges_are_refused(cases, capsys):
     path = cases / "C07" / "degenerate_ranges.edf"
@@ -221,6 +262,24 @@ def test_c12_bipolar_derivations(cases, capsys):
     line = one_line_error(capsys, "windows", "--manifest", cases / "C12" / "manifest_sleep_edf_like.csv",
                           "--old", "builtin:eeg", "--new", "builtin:ecg")
     assert "bipolar derivation" in line and "EEG Fpz-Cz" in line
+    assert "manifest_sleep_edf_like.csv, row 1 (sleep_edf_like.edf), old side:" in line  # file and row named
+    assert str(cases) not in line  # a file name, never the folder it lies in
+
+
+def test_c12_swapped_sides_name_the_file_and_row(cases, tmp_path, capsys):
+    """Old and new channels swapped: the EEG encoder refuses 'ECG' naming manifest, row, file and side."""
+    shutil.copy(cases / "C12" / "chbmit_like.edf", tmp_path)
+    (tmp_path / "m.csv").write_text("path,subject,old_channels,new_channels,split\n"
+                                    "chbmit_like.edf,S1,ECG,FP1-F7,pair\n")
+    line = one_line_error(capsys, "windows", "--manifest", tmp_path / "m.csv", "--old", "builtin:eeg",
+                          "--new", "builtin:ecg", "--no-cache")
+    assert "m.csv, row 1 (chbmit_like.edf), old side:" in line and "['ECG']" in line
+    assert str(tmp_path) not in line
+    # the ECG side offered an EEG derivation: refused as another signal, naming the row
+    line = one_line_error(capsys, "windows", "--manifest", tmp_path / "m.csv", "--old-sfreq", 128,
+                          "--old-modality", "ECG", "--new-sfreq", 128, "--new-modality", "PPG", "--no-cache")
+    assert line == ("error: m.csv, row 1 (chbmit_like.edf), new side: channel 'FP1-F7' looks like EEG; "
+                    "the PPG encoder takes PPG.")
 
 
 # -- C16: OpenBCI GUI export ---------------------------------------------------------------------------

@@ -119,3 +119,40 @@ def test_npz_round_trip_keeps_gaps_and_start(tmp_path):
     rec = Recording(data, 50.0, ["x"], gaps=[(2.0, 2.0)], start_time=start)
     back = read_recording(write_recording(rec, tmp_path / "g.npz"))
     assert back.gaps == [(2.0, 2.0)] and back.start_time == start
+
+
+# -- a channel of another signal ----------------------------------------------------------------------
+@pytest.mark.parametrize("name, looks", [
+    ("PLETH", "PPG"), ("BVP", "PPG"), ("ECG II", "ECG"), ("MLII", "ECG"), ("EEG Fpz-Cz", "EEG"), ("Fp1", "EEG"),
+    ("GSR", "EDA"), ("EMG chin", "EMG"), ("RESP", "RESP"), ("Thorax", "RESP"), ("ABP", "ABP"), ("ART", "ABP"),
+    ("EOG L", "EOG"), ("TEMP", "TEMP"), ("ACC_X", "ACC"),
+    ("ch0", None), ("A1", None), ("EXG Channel 0", None), ("CLOCK", None), ("Artifact", None), ("SpO2", None),
+])
+def test_apparent_modality(name, looks):
+    from bioxbridge_core.data.channels import apparent_modality
+
+    assert apparent_modality(name) == looks
+
+
+@pytest.mark.parametrize("modality, names", [
+    ("ECG", ["II"]), ("ECG", ["V"]), ("ECG", ["MLII"]), ("ECG", ["ch0"]), ("ECG", ["A1"]), ("ECG", ["EXG Channel 0"]),
+    ("PPG", ["PLETH"]), ("EDA", ["EDA"]), ("other", ["RESP"]),
+])
+def test_match_channels_lets_names_that_say_nothing_pass(modality, names):
+    from bioxbridge_core.data.channels import match_channels
+
+    assert match_channels(names, SignalSpec(modality, 100.0, 10.0, n_chans=1), where="f.edf") == names
+
+
+@pytest.mark.parametrize("modality, name, looks", [
+    ("ECG", "PLETH", "PPG"), ("ECG", "EEG Fp1", "EEG"), ("PPG", "RESP", "RESP"), ("PPG", "ABP", "ABP"),
+    ("EEG", "ECG", "ECG"), ("EDA", "TEMP", "TEMP"),
+])
+def test_match_channels_refuses_a_channel_of_another_signal(modality, name, looks):
+    from bioxbridge_core.data.channels import match_channels
+
+    spec = SignalSpec(modality, 100.0, 10.0, n_chans=1)
+    with pytest.raises(WindowingError) as err:
+        match_channels([name], spec, where="v131l.hea", encoder=f"builtin:{modality.lower()}")
+    assert str(err.value) == (f"v131l.hea: channel '{name}' looks like {looks}; builtin:{modality.lower()} "
+                              f"takes {modality}.")
