@@ -3,7 +3,8 @@
 The JSON is ``Recording.summary()`` (channels with type and unit, rate,
 duration, start time, gaps, annotations, warnings) plus ``format``, ``header``
 (every channel of the file with its own rate, unit, type, problems and flags)
-and per-channel ``quality``. A file whose channels have different rates is
+and per-channel ``quality`` (NaN and flat-line fractions; ``flat_rule`` says how long a constant
+stretch must last to count: 1 s, or longer for slow signals such as EDA and TEMP). A file whose channels have different rates is
 shown header-only, with ``"sfreq": null`` and the channels grouped by rate,
 until ``--channels`` picks channels of one rate. ``--header`` shows the header
 of any file without reading its samples.
@@ -41,15 +42,35 @@ def flat_fraction(x: np.ndarray, sfreq: float, *, min_s: float = FLAT_MIN_S) -> 
     return float(lengths[lengths >= min_len].sum() / n)
 
 
+def flat_rule(name: str, ch_type: str | None = None, *, flat_min_s: float = FLAT_MIN_S) -> tuple[float, str]:
+    """``(min_s, rule)``: how long a constant stretch must last to count as flat on this channel, and why.
+
+    Slow, coarsely quantised signals repeat values for seconds on a clean recording, so their kind
+    (``ch_type``, else what the name looks like: ``channels.apparent_modality``) gets at least the
+    minimum windowing uses, ``data.preprocess.MIN_FLAT_S`` (EDA 5 s, TEMP 60 s); others ``flat_min_s``.
+    """
+    from ..data.channels import apparent_modality
+    from ..data.preprocess import MIN_FLAT_S
+
+    kind = ch_type if ch_type in MIN_FLAT_S else apparent_modality(name)
+    if kind in MIN_FLAT_S and MIN_FLAT_S[kind] > flat_min_s:
+        return MIN_FLAT_S[kind], f"constant for >= {MIN_FLAT_S[kind]:g} s ({kind} is slow; minimum from MIN_FLAT_S)"
+    return flat_min_s, f"constant for >= {flat_min_s:g} s (default)"
+
+
 def channel_quality(rec: Recording, *, flat_min_s: float = FLAT_MIN_S) -> list[dict]:
-    """Per channel: NaN fraction, flat-line fraction, and finite min/max/std."""
+    """Per channel: NaN fraction, flat-line fraction (with ``flat_min_s``/``flat_rule``: see :func:`flat_rule`),
+    and finite min/max/std."""
     out = []
-    for name, row in zip(rec.ch_names, rec.data):
+    types = list(getattr(rec, "ch_types", None) or [None] * rec.n_chans)
+    for name, kind, row in zip(rec.ch_names, types, rec.data):
         finite = row[np.isfinite(row)]
+        min_s, rule = flat_rule(name, kind, flat_min_s=flat_min_s)
         out.append({
             "name": name,
             "nan_fraction": float(np.isnan(row).mean()) if row.size else 0.0,
-            "flat_fraction": flat_fraction(row, rec.sfreq, min_s=flat_min_s),
+            "flat_fraction": flat_fraction(row, rec.sfreq, min_s=min_s),
+            "flat_rule": rule,
             "min": float(finite.min()) if finite.size else None,
             "max": float(finite.max()) if finite.size else None,
             "std": float(finite.std()) if finite.size else None,

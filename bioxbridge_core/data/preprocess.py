@@ -49,8 +49,11 @@ DEFAULT_BANDS: dict[str, tuple[float, float | None]] = {
 _EPS = 1e-8
 #: shortest constant stretch (s) that counts as a flat line, per modality, whatever ``flat_s`` says:
 #: EDA is slow and coarsely quantised (Empatica E4: 4 Hz, ~0.001 uS steps); on clean Stress-Predict
-#: recordings (S02, S08, S10) constant runs last up to 3 s, so 1 s would drop most windows
-MIN_FLAT_S: dict[str, float] = {"EDA": 5.0}
+#: recordings (S02, S08, S10) constant runs last up to 3 s, so 1 s would drop most windows.
+#: TEMP (skin temperature; no encoder takes it, but ``inspect`` judges it by this table too) is slower
+#: still: Empatica E4 4 Hz in 0.01 degC steps; on the 17 Stress-Predict TEMP.csv files constant runs last
+#: up to 17 s (S14), so only 60 s of one value counts as flat
+MIN_FLAT_S: dict[str, float] = {"EDA": 5.0, "TEMP": 60.0}
 
 
 @dataclass

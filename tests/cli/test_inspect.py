@@ -137,3 +137,27 @@ def test_library_and_file_errors_become_one_line(monkeypatch, capsys):
     monkeypatch.setattr(inspect_cmd, "inspect_file", bug)
     with pytest.raises(KeyError):
         cli.main(["inspect", "x.csv"])
+
+
+def test_slow_channels_get_the_windowing_minimum_flat_duration():
+    """A skin temperature at 4 Hz in 0.01 degC steps repeats values for seconds: not a flat line (the 1 s
+    rule called the Stress-Predict TEMP.csv 100 % flat); EDA gets MIN_FLAT_S too; a PPG keeps 1 s."""
+    from bioxbridge_core.data.preprocess import MIN_FLAT_S
+
+    sfreq, n = 4.0, 4 * 600
+    t = np.arange(n) / sfreq
+    temp = np.round(33.0 + 0.5 * np.sin(2 * np.pi * t / 600.0), 2)  # drifts ~0.005 degC/s: runs of seconds
+    stuck = temp.copy()
+    stuck[: int(120 * sfreq)] = 33.0  # a sensor stuck for 120 s
+    eda = np.round(0.5 + 0.001 * t, 2)  # 0.01 uS steps: 10 s runs
+    ppg = np.sin(2 * np.pi * 1.2 * t)
+    ppg[:8] = 0.0  # 2 s constant
+    rec = Recording(np.vstack([temp, stuck, eda, ppg]).astype(np.float64), sfreq, ["TEMP", "Skin temp", "EDA", "BVP"])
+    q = {c["name"]: c for c in channel_quality(rec)}
+    assert flat_fraction(temp, sfreq) > 0.5  # what the plain 1 s rule says
+    assert q["TEMP"]["flat_fraction"] == 0.0 and f"{MIN_FLAT_S['TEMP']:g} s" in q["TEMP"]["flat_rule"]
+    assert q["Skin temp"]["flat_fraction"] == pytest.approx(120 / 600, abs=0.01)
+    assert "TEMP" in q["Skin temp"]["flat_rule"]
+    assert q["EDA"]["flat_rule"].startswith(f"constant for >= {MIN_FLAT_S['EDA']:g} s (EDA")
+    assert q["EDA"]["flat_fraction"] > 0  # 10 s runs are longer than EDA's 5 s
+    assert q["BVP"]["flat_fraction"] == pytest.approx(8 / n) and q["BVP"]["flat_rule"] == "constant for >= 1 s (default)"
