@@ -185,26 +185,5 @@ def is_table(path: Path) -> bool:
     return bool(cols & {"path", "old_path", "label", "recordname", "result", "participant", "file"})
 
 
-#: folder recipes: name -> (description, engine function in ``bioxbridge_core.data.recipes``, old-side options)
-RECIPES = {
-    "eegmat": ("PhysioNet EEG during mental arithmetic (SubjectNN_1/2.edf)", "eegmat_manifest", ("EEG", "ECG")),
-    "cinc2015": ("PhysioNet/CinC 2015 VT alarms (WFDB records + alarms.csv)", "cinc2015_manifest", ("ECG", "PPG")),
-    "stress_predict": ("Stress-Predict (Empatica E4 BVP/EDA per subject + labels.csv)", "stress_predict_manifest",
-                       ("EDA", "PPG")),
-}
-
-
-def detect_recipe(folder: Path) -> str | None:
-    """Which dataset recipe fits ``folder`` (by its file layout), or None."""
-    try:
-        names = [p.name for p in folder.iterdir()]
-    except OSError:
-        return None
-    if any(re.fullmatch(r".+_[12]\.edf", n, re.IGNORECASE) for n in names) and \
-            sum(n.lower().endswith(".edf") for n in names) >= 2:
-        return "eegmat"
-    if "alarms.csv" in names and any(n.endswith(".hea") for n in names):
-        return "cinc2015"
-    if "labels.csv" in names and any((folder / n / "BVP.csv").is_file() for n in names):
-        return "stress_predict"
-    return None
+#: folder recipes and their detection live in the engine (the CLI's ``--manifest FOLDER`` uses them too)
+from bioxbridge_core.data.recipes import RECIPES, detect_recipe  # noqa: E402,F401  (re-exported)

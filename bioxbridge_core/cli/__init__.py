@@ -5,7 +5,8 @@ Each subcommand lives in its own module exposing ``add_parser(subparsers)``
 ``BioXError`` becomes one line on stderr and exit code 2 -- never a traceback;
 so do file-system errors and errors raised inside the data libraries (pandas,
 MNE, wfdb, pyarrow...), naming the file when they know it (``-vv`` re-raises
-these with their traceback). Warnings logged while a command runs (reader
+these with their traceback). ``--manifest`` may name a data folder that a dataset recipe fits
+(``data.recipes.RECIPES``): the recipe writes the manifest, and stderr says which recipe ran. Warnings logged while a command runs (reader
 warnings included) are printed to stderr.
 """
 
@@ -51,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _manifest_folder(args)
         return int(args.func(args) or 0)
     except BioXError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
@@ -63,6 +65,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {one_line(exc, with_type=True)}", file=sys.stderr)
         return 2
+
+
+def _manifest_folder(args: argparse.Namespace) -> None:
+    """``--manifest FOLDER`` (any command): run the dataset recipe that fits the folder
+    (``data.recipes.recipe_manifest``, the one the app uses), say which on stderr, and go on with its
+    manifest. The recipe's old side is the old encoder's modality (``--old``, or ``--old-modality``).
+    Raises ManifestError listing the recipes when none fits."""
+    from pathlib import Path
+
+    folder = getattr(args, "manifest", None)
+    if not folder or not Path(folder).is_dir():
+        return
+    from ..data.recipes import RECIPES, recipe_manifest
+    from ..errors import ConfigError
+
+    old = getattr(args, "old_modality", None)
+    if getattr(args, "old", None):
+        from ..models.registry import encoder_spec
+
+        old = encoder_spec(args.old).modality
+    if not old:
+        raise ConfigError(f"{Path(folder).name}: a data folder; name the old encoder (--old) so its recipe "
+                          "knows which side is old.")
+    path, recipe = recipe_manifest(folder, old=old)
+    print(f"{Path(folder).name}: {recipe} recipe ({RECIPES[recipe][0]}), old side {old} -> manifest {path}",
+          file=sys.stderr)
+    args.manifest = str(path)
 
 
 def _is_input_error(exc: BaseException) -> bool:

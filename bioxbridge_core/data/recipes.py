@@ -303,3 +303,51 @@ def stress_predict_manifest(root: str | Path, *, out_dir: str | Path | None = No
     atomic_write_json(out.with_suffix(".notes.json"), {"root": str(root), "n_subjects": len(rows),
                                                        "left_out": left_out})
     return write_manifest(rows, out)
+
+
+# -- a data folder -> its recipe's manifest -----------------------------------------------------------
+#: folder recipes: name -> (description, function of this module, old-side options); the app (``ui/server_data.py``)
+#: and the CLI (``--manifest FOLDER``) offer them
+RECIPES = {
+    "eegmat": ("PhysioNet EEG during mental arithmetic (SubjectNN_1/2.edf)", "eegmat_manifest", ("EEG", "ECG")),
+    "cinc2015": ("PhysioNet/CinC 2015 VT alarms (WFDB records + alarms.csv)", "cinc2015_manifest", ("ECG", "PPG")),
+    "stress_predict": ("Stress-Predict (Empatica E4 BVP/EDA per subject + labels.csv)", "stress_predict_manifest",
+                       ("EDA", "PPG")),
+}
+
+
+def detect_recipe(folder: str | Path) -> str | None:
+    """Which dataset recipe fits ``folder`` (by its file layout), or None."""
+    folder = Path(folder)
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError:
+        return None
+    if any(re.fullmatch(r".+_[12]\.edf", n, re.IGNORECASE) for n in names) and \
+            sum(n.lower().endswith(".edf") for n in names) >= 2:
+        return "eegmat"
+    if "alarms.csv" in names and any(n.endswith(".hea") for n in names):
+        return "cinc2015"
+    if "labels.csv" in names and any((folder / n / "BVP.csv").is_file() for n in names):
+        return "stress_predict"
+    return None
+
+
+def recipe_manifest(folder: str | Path, *, old: str, out_dir: str | Path | None = None) -> tuple[Path, str]:
+    """``(manifest path, recipe name)`` for a data folder: the recipe that fits it (``detect_recipe``), run
+    with ``old`` as its old side (a modality: ``"ECG"``, ``"EEG"``...).
+
+    Raises ManifestError naming the folder (its name only) when no recipe fits, listing the recipes
+    known, or when the recipe has no ``old`` side (listing the sides it has).
+    """
+    folder = Path(folder)
+    recipe = detect_recipe(folder)
+    if recipe is None:
+        known = "; ".join(f"{k}: {v[0]}" for k, v in RECIPES.items())
+        raise ManifestError(f"{folder.name}: a folder, but no dataset recipe fits its files (recipes known: "
+                            f"{known}). Give a manifest CSV instead.")
+    desc, fn_name, sides = RECIPES[recipe]
+    if old not in sides:
+        raise ManifestError(f"{folder.name}: the {recipe} recipe ({desc}) takes {' or '.join(sides)} as the old "
+                            f"side, not {old}.")
+    return Path(globals()[fn_name](folder, out_dir=out_dir, old=old)), recipe

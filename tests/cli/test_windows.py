@@ -152,3 +152,29 @@ def test_run_at_16_s_on_the_cinc_fixture_then_predict(tmp_path, fixtures_dir):
     rec = read_recording(fixtures_dir / "cinc2015_vt" / "v100s.hea").pick(["PLETH"])
     frame = predict_recording(model, rec)
     assert len(frame) and ((frame["end_s"] - frame["start_s"]) == 16.0).all()
+
+
+def test_manifest_may_be_a_data_folder_that_a_recipe_fits(fixtures_dir, tmp_path, monkeypatch, capsys):
+    """``--manifest FOLDER``: the app's recipe (data.recipes.detect_recipe) writes the manifest; stderr says
+    which recipe ran; the old side is the old encoder's modality."""
+    monkeypatch.setenv("BIOXBRIDGE_CACHE", str(tmp_path / "cache"))
+    assert _main("windows", "--manifest", str(fixtures_dir / "eegmat"), "--old", "builtin:eeg", "--new",
+                 "builtin:ecg", "--no-cache", "--json") == 0
+    out = capsys.readouterr()
+    assert "eegmat: eegmat recipe (" in out.err and "old side EEG" in out.err
+    summary = json.loads(out.out)
+    assert Path(summary["manifest"]).name == "eegmat_old-eeg.csv" and summary["n_windows"] > 0
+    assert summary["old"]["channels"][0].startswith("EEG") and summary["new"]["channels"] == ["ECG ECG"]
+
+
+def test_manifest_folder_without_a_recipe_lists_the_recipes(tmp_path, capsys):
+    from bioxbridge_core.data.recipes import RECIPES
+
+    folder = tmp_path / "mystery"
+    folder.mkdir()
+    (folder / "a.csv").write_text("x\n1\n")
+    for cmd, extra in (("windows", []), ("run", ["--out", str(tmp_path / "run")])):
+        assert _main(cmd, "--manifest", str(folder), "--old", "builtin:ecg", "--new", "builtin:ppg", *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: mystery: a folder, but no dataset recipe fits") and "\n" not in err
+        assert all(name in err for name in RECIPES) and str(tmp_path) not in err
