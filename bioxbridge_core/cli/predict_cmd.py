@@ -22,16 +22,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _bundle_channels(path: str, model) -> list[str] | None:
-    """The bundle's new-side channels when the file has channels of several rates and holds them all
-    (so a PSG file reads only what the bridge needs); None to read the whole file."""
+    """The bundle's new-side channels when the file has channels of several rates (so a PSG file reads
+    only what the bridge needs; WindowingError naming those the file lacks); None to read the whole file."""
     from ..data.readers import EDF_SUFFIXES, WFDB_SUFFIXES, read_header
 
     if Path(path).suffix.lower() not in EDF_SUFFIXES + WFDB_SUFFIXES:
         return None  # tables and NPZ files have one rate
+    from ..inference.predict import bundle_channels_in
+
     header = read_header(path)
     wanted = list((getattr(model, "info", {}) or {}).get("new_ch_names") or [])
-    if header.mixed_rates and wanted and all(c in header.ch_names for c in wanted):
-        return wanted
+    if header.mixed_rates and wanted:  # a missing bundle channel is named here, not as a mixed-rate file
+        return bundle_channels_in(header.ch_names, wanted, where=Path(path).name)
     return None
 
 

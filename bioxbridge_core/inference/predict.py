@@ -87,18 +87,18 @@ def _preprocessing(d: dict | None):
     return Preprocessing.from_dict({k: v for k, v in d.items() if k in known})
 
 
-def bundle_channels_in(rec: Any, wanted: Sequence[str]) -> list[str]:
-    """The recording's names for the bundle's new-side channels ``wanted`` (case-insensitive).
+def bundle_channels_in(ch_names: Sequence[str], wanted: Sequence[str], *, where: str) -> list[str]:
+    """A file's names (``ch_names``) for the bundle's new-side channels ``wanted`` (case-insensitive).
 
-    Raises WindowingError naming the file, the bundle's channel(s) it lacks and the channels it
-    has, so a file without the channel the bridge was trained on is never fed another one.
+    Raises WindowingError naming ``where`` (the file's name), the bundle's channel(s) it lacks and the
+    channels it has, so a file without the channel the bridge was trained on is never fed another one.
     """
-    have = [str(c) for c in rec.ch_names]
+    have = [str(c) for c in ch_names]
     lower = {c.lower(): c for c in reversed(have)}
     missing = [str(c) for c in wanted if str(c).lower() not in lower]
     if missing:
         raise WindowingError(
-            f"{rec.name}: the bundle's channel(s) {missing} are not in the file; its channels are {have}. "
+            f"{where}: the bundle's channel(s) {missing} are not in the file; its channels are {have}. "
             "Pick the channel to use with --channels (the Predict page: the channel picker).")
     return [lower[str(c).lower()] for c in wanted]
 
@@ -119,7 +119,7 @@ def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = 
     window_s = info.get("window_s") or spec.window_s
     step = step_s if step_s is not None else (info.get("step_s") or window_s)
     if channels is None and info.get("new_ch_names"):
-        channels = bundle_channels_in(rec, info["new_ch_names"])
+        channels = bundle_channels_in(rec.ch_names, info["new_ch_names"], where=rec.name)
     rw = window_recording(rec, spec=spec, channels=channels, window_s=window_s, step_s=step,
                           preprocessing=_preprocessing(info.get("preprocessing")),
                           encoder=info.get("new_encoder"))

@@ -182,6 +182,9 @@ def test_predict_names_the_bundle_channel_the_file_lacks(cases, capsys, monkeypa
     assert line.startswith("error: edfplus_d_gap.edf: the bundle's channel(s) ['PLETH'] are not in the file; "
                            "its channels are ['ECG II', 'PPG', 'CLOCK'].")
     assert "encoder takes" not in line
+    line = one_line_error(capsys, "predict", "--run", "unused", cases / "C06" / "psg.edf")  # mixed rates
+    assert line.startswith("error: psg.edf: the bundle's channel(s) ['PLETH'] are not in the file; its channels "
+                           "are ['EEG Fp1',")
 
 
 def test_c01_predict_reports_the_windows_dropped_for_the_gap(cases, capsys, monkeypatch):
