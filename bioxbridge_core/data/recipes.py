@@ -335,7 +335,8 @@ def detect_recipe(folder: str | Path) -> str | None:
 
 def recipe_manifest(folder: str | Path, *, old: str, out_dir: str | Path | None = None) -> tuple[Path, str]:
     """``(manifest path, recipe name)`` for a data folder: the recipe that fits it (``detect_recipe``), run
-    with ``old`` as its old side (a modality: ``"ECG"``, ``"EEG"``...).
+    with ``old`` as its old side (a modality: ``"ECG"``, ``"EEG"``...). The manifest goes to ``out_dir``,
+    by default a cache folder of its own for each data folder (``cache_dir("recipes", "<name>-<hash>")``).
 
     Raises ManifestError naming the folder (its name only) when no recipe fits, listing the recipes
     known, or when the recipe has no ``old`` side (listing the sides it has).
@@ -350,4 +351,11 @@ def recipe_manifest(folder: str | Path, *, old: str, out_dir: str | Path | None 
     if old not in sides:
         raise ManifestError(f"{folder.name}: the {recipe} recipe ({desc}) takes {' or '.join(sides)} as the old "
                             f"side, not {old}.")
+    if out_dir is None:  # one cache folder per data folder: two eegmat folders never share a manifest
+        import hashlib
+
+        from ..paths import cache_dir
+
+        key = hashlib.blake2b(str(folder.resolve()).encode(), digest_size=6).hexdigest()
+        out_dir = cache_dir("recipes", f"{folder.name}-{key}")
     return Path(globals()[fn_name](folder, out_dir=out_dir, old=old)), recipe

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,13 @@ def test_manifest_may_be_a_data_folder_that_a_recipe_fits(fixtures_dir, tmp_path
     summary = json.loads(out.out)
     assert Path(summary["manifest"]).name == "eegmat_old-eeg.csv" and summary["n_windows"] > 0
     assert summary["old"]["channels"][0].startswith("EEG") and summary["new"]["channels"] == ["ECG ECG"]
+    other = tmp_path / "eegmat"  # another folder of the same layout gets its own manifest
+    shutil.copytree(fixtures_dir / "eegmat", other)
+    assert _main("windows", "--manifest", str(other), "--old", "builtin:eeg", "--new", "builtin:ecg",
+                 "--no-cache", "--json") == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["manifest"] != summary["manifest"] and Path(summary["manifest"]).is_file()
+    assert str(other) in Path(second["manifest"]).read_text() and str(other) not in Path(summary["manifest"]).read_text()
 
 
 def test_manifest_folder_without_a_recipe_lists_the_recipes(tmp_path, capsys):
