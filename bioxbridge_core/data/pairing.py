@@ -355,7 +355,7 @@ def _pair_into(writer: PairedWindowsWriter, manifest: Manifest, old_spec: Signal
     total = len(groups)
     for k, g in enumerate(groups, start=1):
         rows = ", ".join(map(str, g.rows))
-        where = f"{src}, row{'s' if len(g.rows) > 1 else ''} {rows} ({g.old_file})"
+        where = f"{src}, row{'s' if len(g.rows) > 1 else ''} {rows} ({Path(g.old_file).name})"  # file name only
         old_ch = match_channels(g.old_channels, old_spec, where=f"{where}, old side")
         new_ch = match_channels(g.new_channels, new_spec, where=f"{where}, new side")
         if counts is None:

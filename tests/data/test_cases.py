@@ -278,10 +278,13 @@ def test_c12_swapped_sides_name_the_file_and_row(cases, tmp_path, capsys):
                           "--new", "builtin:ecg", "--no-cache")
     assert "m.csv, row 1 (chbmit_like.edf), old side:" in line and "['ECG']" in line
     assert str(tmp_path) not in line
-    # the ECG side offered an EEG derivation: refused as another signal, naming the row
-    line = one_line_error(capsys, "windows", "--manifest", tmp_path / "m.csv", "--old-sfreq", 128,
+    # the PPG side offered an EEG derivation: refused as another signal, naming the row and the file by
+    # its name even when the manifest gives a full path (as recipe manifests do)
+    (tmp_path / "abs.csv").write_text("path,subject,old_channels,new_channels,split\n"
+                                      f"{tmp_path / 'chbmit_like.edf'},S1,ECG,FP1-F7,pair\n")
+    line = one_line_error(capsys, "windows", "--manifest", tmp_path / "abs.csv", "--old-sfreq", 128,
                           "--old-modality", "ECG", "--new-sfreq", 128, "--new-modality", "PPG", "--no-cache")
-    assert line == ("error: m.csv, row 1 (chbmit_like.edf), new side: channel 'FP1-F7' looks like EEG; "
+    assert line == ("error: abs.csv, row 1 (chbmit_like.edf), new side: channel 'FP1-F7' looks like EEG; "
                     "the PPG encoder takes PPG.")
 
 
