@@ -342,6 +342,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     from .metrics import chance_metrics
     from .runs.bundle import save_bundle
     from .training.trainer import BridgeTrainer
+    from .verdicts import majority_share, run_verdicts
 
     check_windows(config.old, config.new, config.window_s, config.step_s)  # before anything is written
     out = Path(out_dir)
@@ -442,8 +443,11 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
     from .calibration import calibrate_bridge
 
     val = trainer.val_index_
+    # the old model's class per pair-val window: the calibration targets, and what a constant bridge agrees on
+    val_targets = (np.asarray(head.predict(data.old_encoder, pair.x_old[val], subjects=pair.subjects[val]))
+                   if len(val) else None)
     confidence = calibrate_bridge(bridged, data.old_encoder, head, pair.x_old[val], pair.x_new[val],
-                                  subjects=pair.subjects[val]).to_dict()
+                                  targets=val_targets, subjects=pair.subjects[val]).to_dict()
     save_bundle(out, trainer.bridge_, head, {
         **bundle_config(config, data.windows, new_position=new_pos, old_position=old_pos, bridge_config=bcfg),
         **old_model_bundle_fields(data.old_encoder, head, old_pos), "confidence_calibration": confidence})
@@ -468,7 +472,9 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
                    "epochs_run": len(hist), "metrics": bridge_metrics,
                    "n_prototypes": bcfg.n_prototypes, "rank": bcfg.rank,
                    "initial_val_loss": trainer.initial_loss_.get("val"),
-                   "best_val_loss": trainer.best_val_loss_, "confidence_calibration": confidence},
+                   "best_val_loss": trainer.best_val_loss_, "confidence_calibration": confidence,
+                   "epochs": int(bcfg.epochs), "n_val": int(len(val)),
+                   "agreement_chance": majority_share(val_targets) if val_targets is not None else None},
         "chance": {"metrics": chance_metrics(y_test[y_test >= 0], n_classes, seed=config.seed)},
         "manifest": data.manifest_path, "seed": config.seed, "window_s": data.windows.window_s,
         "calibration": cal,
@@ -483,6 +489,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, on_progress: Pr
                               val_fraction=float(config.bridge["val_fraction"]), device=config.device,
                               should_stop=should_stop, calibration=cal, patience=int(config.bridge["patience"]))
 
+    report["verdicts"] = run_verdicts(report, alignment=alignment, history=hist)
     report["total_seconds"] = round(time.perf_counter() - t_start, 2)
     atomic_write_json(out / "report.json", report)
     _step(on_progress, total, total, "done")
@@ -618,4 +625,16 @@ def summarise(report: dict, methods: Sequence[str] = ("oracle", "bridge", "kd", 
         r, mt = report[m], report[m]["metrics"]
         lines.append(f"{m:8s} {mt['balanced_accuracy']:6.3f} {mt['f1_macro']:6.3f} {mt['cohen_kappa']:6.3f} "
                      f"{r.get('trainable_params', ''):>10} {r.get('train_seconds', ''):>8} {r.get('peak_rss_mb', ''):>8}")
+    return "\n".join(lines)
+
+
+def format_verdicts(report: dict) -> str:
+    """One verdict line per stage (old model, alignment, bridge) with the deciding numbers, plus a warning
+    when the predictions are not trustworthy (``verdicts.trust_warning``); for the CLI."""
+    from .verdicts import format_verdict_line, trust_warning
+
+    lines = [format_verdict_line(v) for v in (report.get("verdicts") or {}).values()]
+    warning = trust_warning(report)
+    if warning:
+        lines.append("warning: " + warning)
     return "\n".join(lines)

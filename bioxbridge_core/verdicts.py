@@ -250,3 +250,85 @@ def bridge_verdict(history: Sequence[Mapping[str, Any]], *, chance_agreement: fl
     tail = f"; a constant guess agrees on {chance_agreement:.0%}" if _finite(chance_agreement) else ""
     return Verdict("bridge", "go", "The bridge agrees with the old model above chance on held-out pairs.",
                    f"{base}{tail}.", nums)
+
+
+# -- a whole pipeline run (``run`` in the command line, report.json) -------------------------------------------
+def temperature_at_bound(confidence: Mapping[str, Any] | None, *, rel: float = 0.01) -> bool:
+    """True when a fitted confidence temperature sits at (within ``rel`` of) the edge of its search range
+    (``calibration.T_BOUNDS``): the fit found no signal, so the probabilities say nothing (about 1/K)."""
+    from .calibration import T_BOUNDS
+
+    t = (confidence or {}).get("temperature")
+    if not _finite(t):
+        return False
+    return float(t) >= T_BOUNDS[1] * (1.0 - rel) or float(t) <= T_BOUNDS[0] * (1.0 + rel)
+
+
+def run_verdicts(report: Mapping[str, Any], *, alignment: Any = None,
+                 history: Sequence[Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """The three stage verdicts of a pipeline report: ``{"old model", "alignment", "bridge": Verdict.to_dict()}``.
+
+    ``report``: a ``pipeline.run_pipeline`` report (``label_names``, ``old_model.assessment``, ``oracle``,
+    ``bridge`` with ``agreement_chance``/``n_val``/``epochs``). ``alignment``: the run's ``AlignmentResult``
+    (matrices ``cka``/``null_cka``/``null_cka_std`` over ``new_positions`` × ``old_positions``);
+    ``history``: the bridge's per-epoch rows. The old model is judged on its subject-grouped CV
+    assessment when there is one, else on the held-out test split.
+    """
+    n_classes = max(2, len(report.get("label_names") or []))
+    assessment = (report.get("old_model") or {}).get("assessment") or {}
+    cv = assessment.get("old_model") if isinstance(assessment.get("old_model"), Mapping) else None
+    if cv is not None:
+        hand = assessment.get("handcrafted") if isinstance(assessment.get("handcrafted"), Mapping) else {}
+        old = old_model_verdict(
+            cv.get("balanced_accuracy_mean", cv.get("balanced_accuracy")), n_classes=n_classes,
+            n_eval=assessment.get("n_windows"), fold_std=cv.get("balanced_accuracy_sd"),
+            n_folds=assessment.get("n_folds"), baseline=(hand or {}).get("balanced_accuracy_mean",
+                                                                          (hand or {}).get("balanced_accuracy")),
+            source=f"subject-grouped CV on train ({assessment.get('n_subjects', '?')} subjects)")
+    else:
+        test = (report.get("oracle") or {}).get("metrics") or {}
+        old = old_model_verdict(test.get("balanced_accuracy"), n_classes=n_classes, n_eval=test.get("n"),
+                                source="the held-out test subjects")
+    if alignment is not None:
+        news, olds = list(alignment.new_positions), list(alignment.old_positions)
+        i, j = news.index(alignment.new_position), olds.index(alignment.old_position)
+        std = np.asarray(alignment.null_cka_std)
+        unprobed = ((alignment.notes[0] if alignment.notes else "stage 1 could not probe")
+                    if getattr(alignment, "probe_cv", "") == "none" else None)
+        align = alignment_verdict(float(np.asarray(alignment.cka)[i, j]), float(np.asarray(alignment.null_cka)[i, j]),
+                                  float(std[i, j]) if std.size else None, n_pairs=alignment.n_pairs,
+                                  new_position=alignment.new_position, old_position=alignment.old_position,
+                                  unprobed=unprobed)
+    else:
+        align = alignment_verdict(None, None)
+    b = report.get("bridge") or {}
+    bridge = bridge_verdict(history or [], chance_agreement=b.get("agreement_chance"), n_val=b.get("n_val"),
+                            epochs=b.get("epochs"))
+    return {v.stage: v.to_dict() for v in (old, align, bridge)}
+
+
+def format_verdict_line(v: Mapping[str, Any]) -> str:
+    """``"bridge: STOP — headline detail"``: one line per stage for the command line."""
+    return f"{v['stage']}: {str(v['level']).upper()} — {v['headline']} {v.get('detail') or ''}".rstrip()
+
+
+def trust_warning(report: Mapping[str, Any] | None, confidence: Mapping[str, Any] | None = None) -> str | None:
+    """Why a run's predictions are not to be trusted, in one sentence; None when there is no reason.
+
+    Reasons: the bridge verdict stored in ``report["verdicts"]`` is not "go", or the confidence
+    temperature (``confidence`` or ``report["bridge"]["confidence_calibration"]``) hit its search bound.
+    """
+    report = report or {}
+    confidence = confidence or (report.get("bridge") or {}).get("confidence_calibration")
+    why = []
+    bridge = (report.get("verdicts") or {}).get("bridge")
+    if bridge and bridge.get("level") != "go":
+        detail = str(bridge.get("detail") or "").rstrip(".")
+        why.append(f"the bridge verdict is {str(bridge['level']).upper()}: {str(bridge['headline']).rstrip('.')}"
+                   + (f" ({detail})" if detail else ""))
+    if temperature_at_bound(confidence):
+        why.append(f"the confidence temperature hit its bound (T={float(confidence['temperature']):.5g}), so the "
+                   "probabilities carry no information")
+    if not why:
+        return None
+    return "predictions are not trustworthy: " + "; ".join(why) + "."

@@ -105,13 +105,20 @@ def test_assessment_scores_old_model_and_handcrafted_on_the_same_folds():
     assert len(alt["per_fold"]) == 3 and 0.0 <= alt["balanced_accuracy"] <= 1.0
 
 
-def test_cli_run_saves_the_old_model_options(tmp_path):
+def test_cli_run_saves_the_old_model_options(tmp_path, capsys):
     from bioxbridge_core.cli import main
 
     out = tmp_path / "cli"
     rc = main(["run", "--demo", "ecg-ppg", "--old", "builtin:ecg", "--new", "builtin:ppg", "--out", str(out),
                "--epochs", "1", "--patience", "3", "--no-progress", "--seed", "2"])
     assert rc == 0
+    printed = capsys.readouterr().out
+    verdicts = json.loads((out / "report.json").read_text())["verdicts"]
+    assert list(verdicts) == ["old model", "alignment", "bridge"]  # one verdict per stage, stored and printed
+    for stage, v in verdicts.items():
+        assert f"{stage}: {v['level'].upper()} — {v['headline']}" in printed
+    bridge = json.loads((out / "report.json").read_text())["bridge"]
+    assert 0.0 < bridge["agreement_chance"] <= 1.0 and bridge["n_val"] > 0
     cfg = json.loads((out / "pipeline_config.json").read_text())
     assert cfg["calibration"] == "auto" and cfg["bridge"]["patience"] == 3 and cfg["assess_old"] is True
     assessment = json.loads((out / "assessment.json").read_text())

@@ -312,10 +312,13 @@ def preview_section(manifest_path: str | None, recs: list[Any], picks: dict[str,
         if not recs:  # no uploads on screen: preview a manifest row with the manifest's channels
             names = [f"{r['subject']} · {Path(r['old_path']).name}" for r in rows]
             row = rows[st.selectbox("Recording", range(len(rows)), format_func=names.__getitem__, key="w_data_row")]
-            recs = [cache.load_recording(row["old_path"], state.mtime(row["old_path"]))]
-            if row["new_path"] != row["old_path"]:
-                recs.append(cache.load_recording(row["new_path"], state.mtime(row["new_path"])))
-            picks = {"old": list(row["old_channels"]), "new": list(row["new_channels"])}
+            # each side reads only its own channels, as windowing does: a one-file row (a PSG) may hold the
+            # two sides at different sampling rates, which no single read can return
+            old_ch, new_ch = tuple(row["old_channels"] or ()), tuple(row["new_channels"] or ())
+            recs = [cache.load_recording(row["old_path"], state.mtime(row["old_path"]), old_ch or None)]
+            if row["new_path"] != row["old_path"] or new_ch != old_ch:
+                recs.append(cache.load_recording(row["new_path"], state.mtime(row["new_path"]), new_ch or None))
+            picks = {"old": list(old_ch), "new": list(new_ch)}
     if not picks or not (picks.get("old") or picks.get("new")):
         st.caption("Nothing to preview yet.")
         return

@@ -35,8 +35,23 @@ _PATH_RE = re.compile(r"(?<![\w.:/~-])(?:/[^\s/'\"`:;,()\[\]{}<>|]+)+/?")
 _QUOTED_RE = re.compile(r"(['\"`])(/[^'\"`\n]*)\1")
 
 
+#: engine hints meant for Python or command-line users ("(channels=, or --channels in the command line)"),
+#: with what an app user does instead
+_CLI_HINTS = (
+    (re.compile(r"\s*\((?:\w+=, or )?--[\w-]+ in the command line\)"), " (choose each side's channels on this page)"),
+)
+
+
+def app_wording(text: str) -> str:
+    """``text`` without hints about command-line flags or Python arguments (the app has its own controls)."""
+    for pattern, repl in _CLI_HINTS:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def redact(text: str) -> str:
-    """``text`` with every absolute server path replaced by its last component (file or folder name)."""
+    """``text`` with every absolute server path replaced by its last component (file or folder name), and
+    command-line hints reworded for the app (``app_wording``)."""
     def last(m: re.Match) -> str:
         parts = [p for p in m.group(0).split("/") if p]
         return parts[-1] if parts else "/"
@@ -45,7 +60,7 @@ def redact(text: str) -> str:
         q, body = m.group(1), m.group(2)
         return q + (body.rstrip("/").rsplit("/", 1)[-1] or "/") + q
 
-    return _PATH_RE.sub(last, _QUOTED_RE.sub(quoted, str(text)))
+    return app_wording(_PATH_RE.sub(last, _QUOTED_RE.sub(quoted, str(text))))
 
 
 class EngineUnavailable(Exception):

@@ -129,13 +129,15 @@ def _worker_alive(pid: int) -> bool:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and not path.name.startswith((".", "_")) and (
-        (path / "config.json").exists() or (path / "status.json").exists())
+    """A run of the app (``config.json``/``status.json``) or a command-line ``run --out`` folder
+    (``pipeline_config.json``); any other folder under the root is not listed."""
+    return path.is_dir() and not path.name.startswith((".", "_")) and any(
+        (path / name).exists() for name in ("config.json", "status.json", "pipeline_config.json"))
 
 
 def read_run(path: str | Path) -> RunView:
     path = Path(path)
-    return RunView(
+    run = RunView(
         run_id=path.name, path=path,
         config=_read(path / "config.json", {}) or {},
         status=_read(path / "status.json", {}) or {},
@@ -143,6 +145,14 @@ def read_run(path: str | Path) -> RunView:
         metrics=_read(path / "metrics.json", {}) or {},
         report=_read(path / "report.json", {}) or {},
     )
+    if not run.status and not run.config and (path / "pipeline_config.json").exists():
+        # a ``run --out`` folder: finished when its report is there (as ``runs.store.pipeline_info``)
+        test = (run.report.get("bridge") or {}).get("metrics") or {}
+        if test:
+            run.metrics = {"bridge": {"test": test}}
+        run.status = ({"state": "completed", "message": "command-line run"} if test
+                      else {"state": "failed", "message": "command-line run without report.json: it did not finish"})
+    return run
 
 
 def list_runs(root: str | Path) -> list[RunView]:

@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..pipeline import PipelineConfig, format_assessment, run_pipeline, summarise
+    from ..pipeline import PipelineConfig, format_assessment, format_verdicts, run_pipeline, summarise
 
     bridge = {k: v for k, v in {"epochs": args.epochs, "rank": args.rank, "n_prototypes": args.prototypes,
                                 "lr": args.lr, "batch_size": args.batch_size, "loss_on": args.loss_on,
@@ -85,5 +85,6 @@ def run(args: argparse.Namespace) -> int:
         if not dist.is_main():
             return 0
     print(summarise(report))
+    print(format_verdicts(report))
     print(json.dumps({"report": f"{args.out}/report.json", "positions": report["positions"]}))
     return 0

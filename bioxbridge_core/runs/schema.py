@@ -14,6 +14,8 @@ STATES = ("queued", "running", "completed", "failed", "stopped")
 FINAL_STATES = ("completed", "failed", "stopped")
 
 CONFIG = "config.json"
+#: what ``run`` (pipeline.run_pipeline) writes instead of config.json/status.json
+PIPELINE_CONFIG = "pipeline_config.json"
 STATUS = "status.json"
 HISTORY = "history.json"
 METRICS = "metrics.json"

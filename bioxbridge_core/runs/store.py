@@ -205,8 +205,14 @@ class RunStore:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
 
     def info(self, run_id: str) -> RunInfo:
-        """Status of one run; a broken folder is reported as failed with the reason."""
+        """Status of one run; a broken folder is reported as failed with the reason.
+
+        A ``run --out`` folder (``pipeline_config.json``, no ``config.json``) is a ``run`` result:
+        completed with its headline metric when ``report.json`` is there (see ``pipeline_info``).
+        """
         path = self.root / run_id
+        if not (path / S.CONFIG).exists() and (path / S.PIPELINE_CONFIG).exists():
+            return pipeline_info(path)
         try:
             cfg = read_config(path)
             status = read_status(path)
@@ -225,8 +231,11 @@ class RunStore:
                        progress=dict(status.get("progress") or {}))
 
     def list(self) -> list[RunInfo]:
-        """All runs, newest first; broken folders are listed as failed with the reason."""
-        infos = [self.info(i) for i in self._ids() if not i.startswith(".")]
+        """All runs, newest first; broken run folders are listed as failed with the reason, folders that
+        are not runs at all (``is_run_folder``) are left out. Raises ``RunError`` when ``root`` is not a folder."""
+        if not self.root.is_dir():
+            raise RunError(f"{self.root}: no such run folder" + (" (it is a file)." if self.root.exists() else "."))
+        infos = [self.info(i) for i in self._ids() if is_run_folder(self.root / i)]
         return sorted(infos, key=lambda r: (r.created or _created_from_id(r.id), r.id), reverse=True)
 
     def delete(self, run_id: str) -> None:
@@ -239,6 +248,46 @@ class RunStore:
             if pid_alive(int(info.pid)):
                 raise RunError(f"run '{run_id}' is still running (pid {info.pid}); stop it first.")
         shutil.rmtree(handle.path)
+
+
+#: folder names ``RunStore.create`` gives: ``YYYYmmdd-HHMMSS-<kind>-<4 hex>``
+_RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-[a-z][a-z0-9_]*-[0-9a-f]{4}$")
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a run: it holds ``config.json``, ``status.json`` or ``pipeline_config.json`` (a
+    ``run --out`` folder), or bears a run id (a run whose files were lost: listed as broken). Hidden
+    folders and anything else (an unrelated folder under the root) are not runs."""
+    path = Path(path)
+    if not path.is_dir() or path.name.startswith("."):
+        return False
+    return (any((path / name).exists() for name in (S.CONFIG, S.STATUS, S.PIPELINE_CONFIG))
+            or bool(_RUN_ID_RE.match(path.name)))
+
+
+def pipeline_info(path: str | Path) -> RunInfo:
+    """A ``run --out`` folder as a run row: kind ``run``; ``completed`` with the bridge's held-out
+    balanced accuracy (and its verdict) when ``report.json`` is there, else ``failed`` (it never finished)."""
+    path = Path(path)
+    stamp = _dt.datetime.fromtimestamp((path / S.PIPELINE_CONFIG).stat().st_mtime).astimezone()
+    created = stamp.isoformat(timespec="seconds")
+    report_path = path / S.REPORT
+    if not report_path.exists():
+        return RunInfo(id=path.name, kind="run", path=path, state="failed", created=created,
+                       message="no report.json: the run did not finish")
+    try:
+        report = read_versioned(report_path)
+        b = report["bridge"]["metrics"]
+        message = f"bridge balanced accuracy {float(b['balanced_accuracy']):.3f} on {b.get('n', '?')} test windows"
+    except (RunError, KeyError, TypeError, ValueError) as exc:
+        return RunInfo(id=path.name, kind="run", path=path, state="failed", created=created, broken=True,
+                       message=f"broken run folder: {report_path}: {exc}")
+    verdict = ((report.get("verdicts") or {}).get("bridge") or {}).get("level")
+    if verdict:
+        message += f"; bridge verdict {str(verdict).upper()}"
+    updated = _dt.datetime.fromtimestamp(report_path.stat().st_mtime).astimezone().isoformat(timespec="seconds")
+    return RunInfo(id=path.name, kind="run", path=path, state="completed", message=message, created=created,
+                   updated=updated)
 
 
 def _created_from_id(run_id: str) -> str:

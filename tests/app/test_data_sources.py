@@ -279,3 +279,40 @@ def test_reload_keeps_dataset_encoders_and_positions(tmp_path):
     forged.query_params["s"] = "../../etc/passwd"
     forged.run()
     assert forged.session_state["manifest_path"] is None
+
+
+def test_c06_psg_one_file_row_previews_each_side_at_its_own_rate(tmp_path, monkeypatch):
+    """C06: EEG at 256 Hz and ECG at 512 Hz in one EDF, used as a one-file manifest row from a server folder."""
+    cases = tmp_path / "cases"
+    (cases / "C06").mkdir(parents=True)
+    for f in ("psg.edf", "manifest.csv"):
+        (cases / "C06" / f).write_bytes((FIX / "cases" / "C06" / f).read_bytes())
+    monkeypatch.setenv("BIOXBRIDGE_DATA_ROOTS", f"cases={cases}")
+    at = _app(tmp_path, data_source="server", old_encoder="builtin:eeg", new_encoder="builtin:ecg")
+    at.selectbox(key="w_data_server_entry").set_value("C06/manifest.csv").run()
+    at.button(key="w_data_use_server").click().run()
+    assert not _problems(at), _problems(at)
+    # the only red box is the labels verdict (C06 is an unlabelled pair row), not the preview or windowing
+    assert [e.value for e in at.error if "two labelled classes" not in e.value] == []
+    shown = "\n".join(_texts(at))
+    assert "--channels" not in shown and "command line" not in shown
+    # the preview read each side with its own channels: both rates are named in the side captions
+    captions = [c.value for c in at.caption]
+    assert any("EEG Fp1" in c and "256 Hz" in c for c in captions), captions
+    assert any("ECG" in c and "512 Hz" in c for c in captions), captions
+    from bioxbridge_core.models.registry import encoder_spec
+
+    window_s = at.session_state.get("window_s") or encoder_spec(at.session_state["old_encoder"]).window_s
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Windows"] == str(int(60 // window_s))  # 60 s of signal in whole windows
+    _no_server_paths(at, cases)
+
+
+def test_app_messages_do_not_point_to_command_line_flags():
+    from ui.errors import redact
+
+    msg = redact("/srv/lab/psg.edf: its signals have different sampling rates (512 Hz: ECG; 256 Hz: EEG Fp1). "
+                 "Readers never resample: pick channels that share one rate (channels=, or --channels in the "
+                 "command line).")
+    assert msg.startswith("psg.edf: its signals") and "512 Hz: ECG" in msg
+    assert "--channels" not in msg and "command line" not in msg and "channels=" not in msg

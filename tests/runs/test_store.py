@@ -102,3 +102,41 @@ def test_newer_schema_is_refused(tmp_path):
     (run.path / "metrics.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(RunError, match="newer"):
         run.read_metrics()
+
+
+def _pipeline_folder(path, *, report: dict | None):
+    path.mkdir()
+    (path / "pipeline_config.json").write_text(json.dumps({"old": "builtin:eeg", "new": "builtin:ecg"}))
+    if report is not None:
+        (path / "report.json").write_text(json.dumps(report))
+
+
+def test_run_out_folders_are_runs_and_other_folders_are_skipped(tmp_path):
+    store = RunStore(tmp_path)
+    app = store.create("bridge", {})
+    _pipeline_folder(tmp_path / "eeg2ecg", report={
+        "bridge": {"metrics": {"balanced_accuracy": 0.8114, "n": 24}},
+        "verdicts": {"bridge": {"stage": "bridge", "level": "stop", "headline": "at chance"}}})
+    _pipeline_folder(tmp_path / "unfinished", report=None)
+    (tmp_path / "photos").mkdir()  # not a run: no run files, no run id
+    (tmp_path / "photos" / "a.txt").write_text("x")
+    (tmp_path / "notes.txt").write_text("x")
+    infos = {i.id: i for i in store.list()}
+    assert set(infos) == {app.id, "eeg2ecg", "unfinished"}
+    done = infos["eeg2ecg"]
+    assert (done.kind, done.state, done.broken) == ("run", "completed", False)
+    assert "0.811" in done.message and "24 test windows" in done.message and "STOP" in done.message
+    assert infos["unfinished"].state == "failed" and "report.json" in infos["unfinished"].message
+
+
+def test_cli_runs_lists_run_out_folders_and_refuses_a_missing_root(tmp_path, capsys):
+    from bioxbridge_core.cli import main
+
+    _pipeline_folder(tmp_path / "eeg2ecg", report={"bridge": {"metrics": {"balanced_accuracy": 0.5, "n": 10}}})
+    (tmp_path / "unrelated").mkdir()
+    assert main(["runs", "--root", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eeg2ecg  run  completed  bridge balanced accuracy 0.500")
+    assert main(["runs", "--root", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr()
+    assert err.out == "" and len(err.err.splitlines()) == 1 and "nope" in err.err and "no such" in err.err
