@@ -42,11 +42,16 @@ def predict_logits(model: Any, x_new: np.ndarray, *, subjects: Any = None, batch
 
 
 def drop_reasons(dropped: dict[str, int]) -> dict[str, str]:
-    """What each key of ``df.attrs["dropped"]`` (``gap``, ``nan``, ``flat``) means, in the words ``windows``
-    uses (``data.pairing.DROP_REASONS``; a predicted recording is the new modality: ``nan`` = ``nan_new``)."""
+    """What each key of ``df.attrs["dropped"]`` means: the reasons and words of ``windows``
+    (``data.pairing.DROP_REASONS``: ``gap``, ``nan_new``, ``flat_new``; the predicted file is the new side)."""
     from ..data.pairing import DROP_REASONS
 
-    return {r: DROP_REASONS.get(r) or DROP_REASONS.get(f"{r}_new", r) for r in dropped}
+    return {r: DROP_REASONS.get(r, r) for r in dropped}
+
+
+def _as_new_side(dropped: dict[str, int]) -> dict[str, int]:
+    """``window_recording``'s ``gap``/``nan``/``flat`` counts under the names ``windows`` uses for the new side."""
+    return {(r if r == "gap" else f"{r}_new"): int(n) for r, n in dropped.items()}
 
 
 #: bundle key of the fitted temperature (``calibration.Calibration.to_dict()``)
@@ -109,8 +114,8 @@ def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = 
 
     Returns a DataFrame with ``start_s``, ``end_s``, ``label`` (predicted class name) and one
     ``p_<label>`` column per class (calibrated when the bundle holds a temperature);
-    ``df.attrs["dropped"]`` says how many windows were dropped and why (``gap``, ``nan``, ``flat``:
-    see :func:`drop_reasons`), ``df.attrs["channels"]`` which channels were used, ``df.attrs["confidence_calibration"]`` the calibration applied (or None).
+    ``df.attrs["dropped"]`` says how many windows were dropped and why (``gap``, ``nan_new``,
+    ``flat_new``: the names ``windows`` uses, see :func:`drop_reasons`), ``df.attrs["channels"]`` which channels were used, ``df.attrs["confidence_calibration"]`` the calibration applied (or None).
     """
     from ..data.pairing import window_recording  # lazy: pairing pulls in filtering code
 
@@ -136,7 +141,7 @@ def predict_recording(model: Any, rec: Any, *, channels: Sequence[str] | None = 
                        "label": [labels[i] for i in probs.argmax(axis=1)] if len(probs) else []})
     for i, name in enumerate(labels):
         df[f"p_{name}"] = probs[:, i] if len(probs) else []
-    df.attrs["dropped"] = dict(getattr(rw, "dropped", {}) or {})
+    df.attrs["dropped"] = _as_new_side(dict(getattr(rw, "dropped", {}) or {}))
     df.attrs["channels"] = list(channels) if channels is not None else None
     df.attrs["confidence_calibration"] = calibration_of(model)
     logger.info("predicted %d windows of %s (dropped %s)", len(df), getattr(rec, "source", "recording"),

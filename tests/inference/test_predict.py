@@ -56,6 +56,7 @@ def test_predict_recording_table(monkeypatch):
     np.testing.assert_allclose(df[["p_calm", "p_stress"]].sum(axis=1), 1.0, rtol=1e-5)
     assert set(df["label"]) <= {"calm", "stress"}
     assert sum(df.attrs["dropped"].values()) > 0
+    assert set(df.attrs["dropped"]) == {"flat_new"}  # the names ``windows`` uses (data.pairing.DROP_REASONS)
     assert len(df) + sum(df.attrs["dropped"].values()) == 29
     assert not ((df["start_s"] > 18.5) & (df["start_s"] < 24.0)).any()
     assert df.attrs["channels"] == ["PPG"]
