@@ -105,3 +105,23 @@ def check_windows(x: Any, *, n_chans: int | None = None, n_times: int | None = N
     if not np.isfinite(arr).all():
         raise ConfigError(f"{name} contains NaN or infinite values.")
     return arr
+
+
+def check_window_shapes(x: Any, encoder: Any, name: str = "x") -> np.ndarray:
+    """Shape checks of ``x`` (ndarray, tensor or memmap) against ``encoder.spec`` without reading every window.
+
+    Only the first window's values are read (and checked finite); callers check the others batch by
+    batch as they read them, so a memory-mapped cohort is never loaded whole. Returns ``x`` as an
+    ndarray (a tensor is moved to the CPU). Raises ``ConfigError`` with the shapes.
+    """
+    if hasattr(x, "detach"):  # a torch tensor; no torch import here
+        x = x.detach().cpu().numpy()
+    elif not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    spec = encoder.spec
+    kw = dict(n_chans=spec.n_chans, n_times=None if spec.flexible_length else spec.n_times, name=name,
+              encoder=getattr(encoder, "encoder_name", ""))
+    if x.ndim != 3 or x.shape[0] == 0:
+        return check_windows(x, **kw)  # raises with the shape
+    check_windows(x[:1], **kw)
+    return x

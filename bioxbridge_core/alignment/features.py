@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .. import _npy
-from .._check import check_option, check_windows
+from .._check import check_option, check_window_shapes
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..models.base import EncoderAdapter, pool
@@ -193,14 +193,7 @@ def extract_features(encoder: EncoderAdapter, x: np.ndarray | torch.Tensor, keys
     parsed = [_parse_key(k) for k in keys]
     keys = [k if kind == "last" else feature_key(kind, encoder.position(pos).name)
             for k, (kind, pos) in zip(keys, parsed)]
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    elif not isinstance(x, np.ndarray):
-        x = np.asarray(x)
-    n_times = None if encoder.spec.flexible_length else encoder.spec.n_times
-    if x.ndim != 3 or x.shape[0] == 0:
-        check_windows(x, n_chans=encoder.spec.n_chans, n_times=n_times, name="x", encoder=encoder.encoder_name)
-    check_windows(x[:1], n_chans=encoder.spec.n_chans, n_times=n_times, name="x", encoder=encoder.encoder_name)
+    x = check_window_shapes(x, encoder, "x")
     n = int(x.shape[0])
     ldt = np.dtype(last_dtype)
     dtypes = {k: (ldt if k == "last" else np.dtype(np.float32)) for k in keys}

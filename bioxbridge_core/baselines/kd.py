@@ -37,7 +37,7 @@ from torch import nn
 
 from .. import _npy
 from .. import distributed as dist
-from .._check import check_range, check_windows
+from .._check import check_range, check_window_shapes
 from ..device import resolve_device
 from ..errors import ConfigError, NotFittedError, StopRequested
 from ..models.base import EncoderAdapter, iter_batches
@@ -57,19 +57,6 @@ class _StudentNet(nn.Module):
     def forward(self, x: torch.Tensor, transform: Callable | None = None) -> torch.Tensor:
         z = self.student.last_tokens(x).mean(dim=1)
         return self.linear(z if transform is None else transform(z))
-
-
-def _check(x, enc: EncoderAdapter, name: str) -> np.ndarray:
-    """Shape checks without reading every window (values are checked per batch)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    elif not isinstance(x, np.ndarray):
-        x = np.asarray(x)
-    n_times = None if enc.spec.flexible_length else enc.spec.n_times
-    if x.ndim != 3 or x.shape[0] == 0:
-        return check_windows(x, n_chans=enc.spec.n_chans, n_times=n_times, name=name, encoder=enc.encoder_name)
-    check_windows(x[:1], n_chans=enc.spec.n_chans, n_times=n_times, name=name, encoder=enc.encoder_name)
-    return x
 
 
 def _batch(x: np.ndarray, rows, device: torch.device, name: str) -> torch.Tensor:
@@ -116,7 +103,7 @@ class KDStudent:
         shares are summed over ranks. A head that calibrates per subject gets the pooled features
         of all windows at once, with ``subjects``.
         """
-        x = _check(x_old, old_encoder, "x_old")
+        x = check_window_shapes(x_old, old_encoder, "x_old")
         n, dev = int(x.shape[0]), old_encoder._param_device()
         calibrating = getattr(head, "calibration", "none") == "subject"
         mine = dist.split_rows(np.arange(n))
@@ -146,7 +133,7 @@ class KDStudent:
         old_encoder.to(device)
         head.to(device)
         t_logits = self.teacher_logits(old_encoder, head, x_old, subjects=groups)
-        x = _check(x_new, self.new_encoder, "x_new")
+        x = check_window_shapes(x_new, self.new_encoder, "x_new")
         if len(x) != len(t_logits):
             raise ConfigError(f"x_old has {len(t_logits)} windows but x_new has {len(x)}; pairs must be row-aligned.")
         train_idx, val_idx = pair_val_split(len(x), groups, self.val_fraction, seed=self.seed)
@@ -269,7 +256,7 @@ class KDStudent:
         """
         if not hasattr(self, "student_"):
             raise NotFittedError("KDStudent is not fitted; call fit(...) first.")
-        x = _check(x_new, self.student_, "x_new")
+        x = check_window_shapes(x_new, self.student_, "x_new")
         dev = self.student_._param_device()
         z = self._pooled(self.student_, x, dev, batch_size=batch_size)
         if self.calibration == "subject":

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, WindowingError
+from ._args import add_data_source
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ DEMO_ENCODERS = {"ecg-ppg": ("builtin:ecg", "builtin:ppg"), "eeg-ecg": ("builtin
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("align", help="select the bridge positions (probes + CKA) on paired windows",
                               description=__doc__.splitlines()[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--manifest", help="manifest CSV")
-    src.add_argument("--demo", choices=tuple(DEMO_ENCODERS), help="use the built-in simulated demo data")
+    add_data_source(p)
     p.add_argument("--old", metavar="ENCODER", help="old-modality encoder (default for --demo: its old side)")
     p.add_argument("--new", metavar="ENCODER", help="new-modality encoder (default for --demo: its new side)")
     p.add_argument("--window-seconds", type=float, metavar="S", help="window length (default: the old encoder's)")

@@ -6,13 +6,12 @@ import argparse
 import json
 
 from ._progress import TerminalProgress
+from ._args import add_data_source
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train head, select positions, train the bridge, evaluate (report.json)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--manifest", help="manifest CSV")
-    src.add_argument("--demo", choices=("ecg-ppg", "eeg-ecg"), help="use the built-in demo data")
+    add_data_source(p)
     p.add_argument("--old", required=True, help="old-modality encoder, e.g. builtin:ecg")
     p.add_argument("--new", required=True, help="new-modality encoder, e.g. builtin:ppg")
     p.add_argument("--window-seconds", type=float, default=None, help="window length (default: the old encoder's)")

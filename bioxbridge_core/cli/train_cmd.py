@@ -22,14 +22,13 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
+from ._args import add_data_source
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train the bridge (and KD) at given positions; works under torchrun",
                               description=__doc__.splitlines()[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--manifest", help="manifest CSV")
-    src.add_argument("--demo", choices=("ecg-ppg", "eeg-ecg"), help="use the built-in demo data")
+    add_data_source(p)
     p.add_argument("--old", required=True, metavar="ENCODER", help="old-modality encoder, e.g. builtin:ecg")
     p.add_argument("--new", required=True, metavar="ENCODER", help="new-modality encoder, e.g. builtin:ppg")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoint, history, bundle)")

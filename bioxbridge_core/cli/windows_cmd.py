@@ -18,15 +18,14 @@ import math
 
 from ..errors import ConfigError
 from ..spec import MODALITIES, SignalSpec
+from ._args import MANIFEST_HELP, add_data_source
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("windows", help="pair and window a manifest; show counts per split and class",
                               description=__doc__.splitlines()[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--manifest", help="manifest CSV (path or old_path/new_path, subject, channels, label, "
-                                        "events...)")
-    src.add_argument("--demo", choices=("ecg-ppg", "eeg-ecg"), help="use the built-in simulated demo data")
+    add_data_source(p, manifest_help=MANIFEST_HELP + " (columns: path or old_path/new_path, subject, channels, "
+                                                      "label, events...)")
     p.add_argument("--old", metavar="ENCODER", help="old encoder name (e.g. builtin:ecg); gives rate and channels")
     p.add_argument("--new", metavar="ENCODER", help="new encoder name (e.g. builtin:ppg)")
     p.add_argument("--old-sfreq", type=float, metavar="HZ", help="old side rate when no encoder is named")

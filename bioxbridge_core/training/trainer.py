@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .. import _npy
 from .. import distributed as dist
-from .._check import check_windows
+from .._check import check_window_shapes
 from .._io import atomic_save_safetensors
 from ..bridge.config import BridgeConfig
 from ..bridge.network import Bridge
@@ -159,8 +159,8 @@ class BridgeTrainer:
         cfg = self.config if self.config is not None else BridgeConfig()
         if not isinstance(cfg, BridgeConfig):
             raise ConfigError(f"config must be a BridgeConfig, got {type(cfg).__name__}.")
-        x_old = self._windows(x_old, old_encoder, "x_old")
-        x_new = self._windows(x_new, new_encoder, "x_new")
+        x_old = check_window_shapes(x_old, old_encoder, "x_old")
+        x_new = check_window_shapes(x_new, new_encoder, "x_new")
         if len(x_old) != len(x_new):
             raise ConfigError(f"x_old has {len(x_old)} windows but x_new has {len(x_new)}; pairs must be row-aligned.")
         # the bridge (N_old) and the cached targets are sized from the positions, which must come
@@ -215,19 +215,6 @@ class BridgeTrainer:
             _restore(new_encoder, flags[1])
 
     # -------------------------------------------------------------------------------------------
-    @staticmethod
-    def _windows(x: Any, enc: EncoderAdapter, name: str) -> np.ndarray:
-        """Shape checks (values are checked batch by batch when features are computed)."""
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-        elif not isinstance(x, np.ndarray):
-            x = np.asarray(x)
-        n_times = None if enc.spec.flexible_length else enc.spec.n_times
-        if x.ndim != 3 or x.shape[0] == 0:
-            return check_windows(x, n_chans=enc.spec.n_chans, n_times=n_times, name=name, encoder=enc.encoder_name)
-        check_windows(x[:1], n_chans=enc.spec.n_chans, n_times=n_times, name=name, encoder=enc.encoder_name)
-        return x
-
     def _train(self, cfg: BridgeConfig, old_encoder: EncoderAdapter, cache: BridgeCache, new_pos, old_pos,
                device: torch.device, train_idx: np.ndarray, val_idx: np.ndarray, fingerprint: dict,
                resume, run_dir: Path | None, stop: StopCheck, on_step, on_epoch, on_progress,
