@@ -44,3 +44,20 @@ def test_explicit_setting_wins(eight_free_cores, monkeypatch):
     monkeypatch.setenv("BIOXBRIDGE_THREADS", "3")
     assert cpus.choose_threads(load=20.0) == 3
     assert cpus.thread_env(2) == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+
+
+def test_busy_cores_are_sampled_now_not_from_the_lagging_load_average(eight_free_cores, monkeypatch):
+    """A run started right after another must not see the finished run's load (the 1-minute average lags)."""
+    import psutil
+
+    monkeypatch.setattr(cpus.os, "getloadavg", lambda: (8.0, 8.0, 8.0))  # a job that just ended
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
+    assert cpus.choose_threads() == 8
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 75.0)  # 6 of 8 cores busy now
+    assert cpus.choose_threads() == 2
+
+
+def test_load_average_is_the_fallback_without_a_sample(eight_free_cores, monkeypatch):
+    monkeypatch.setattr(cpus, "cpu_use_now", lambda interval=cpus.SAMPLE_S: None)
+    monkeypatch.setattr(cpus.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    assert cpus.choose_threads() == 2
