@@ -141,7 +141,7 @@ def test_bridge_beats_chance_on_the_full_demo(tmp_path, monkeypatch):
     report = run_pipeline(cfg, tmp_path / "demo")  # KD left out to keep CI short (README: bridge vs KD, 3 seeds)
     b = report["bridge"]
     chance = max(1 / 3, report["chance"]["metrics"]["balanced_accuracy"])
-    assert report["n_windows"]["pair"] >= 300
+    assert report["n_windows"]["pair"] >= 200
     assert b["metrics"]["balanced_accuracy"] >= chance + 0.3, b
     assert b["best_val_loss"] < 0.8 * b["initial_val_loss"], b
     hist = json.loads((tmp_path / "demo" / "history.json").read_text())

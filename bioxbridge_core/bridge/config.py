@@ -67,10 +67,10 @@ class BridgeConfig:
         from ``PipelineConfig.calibration``.
     lr : Adam learning rate (constant). Default 3e-3 with batch 32: at CPU scale (tens to thousands
         of pairs, tens of epochs) 1e-4 under-trains; the paper's 1e-6...1e-4 was for GPU-scale data and
-        50-100 epochs. On the 864-window demo with the pooled loss, batch 32 / lr 3e-3 reached its best
-        pair-val loss at epoch 15 (1.000 BAcc) where batch 16 / lr 1e-3 still improved at epoch 50
-        (0.926); batch 64 / lr 1e-2 never left its zero start. Overfitting is caught by the best-epoch
-        rule on pair-val and early stopping (bench/RESULTS.md).
+        50-100 epochs. On the 864-window demo (180 s per class, as it was then) with the pooled loss,
+        batch 32 / lr 3e-3 reached its best pair-val loss at epoch 15 (1.000 BAcc) where batch 16 /
+        lr 1e-3 still improved at epoch 50 (0.926); batch 64 / lr 1e-2 never left its zero start.
+        Overfitting is caught by the best-epoch rule on pair-val and early stopping (bench/RESULTS.md).
     epochs : at most this many passes over the training pairs.
     patience : stop when the pair-val loss has not improved for this many epochs (0 = never stop
         early); the best epoch's weights are kept either way.

@@ -10,7 +10,7 @@ that output is compared:
     paper's ``1 - cos(flatten(pred), flatten(target))``). Why pooled by default: the bridge
     sees one pooled new-model vector per window, so the per-token part of the target
     (where in the window each beat falls, which the pooled input cannot know) is
-    unpredictable noise that dominates the flattened loss. On the 864-window demo the
+    unpredictable noise that dominates the flattened loss. On the 864-window demo (as it was then) the
     tokens loss moved from 1.00 to 0.97 in 20 epochs and left the bridge at 0.667 balanced
     accuracy; the pooled loss fell from 1.05 to 0.50 and reached 0.93-1.00 (bench/RESULTS.md).
 

@@ -6,7 +6,8 @@ Everything is drawn from ``numpy.random.default_rng`` seeded by (seed, subject,
 class), so the same seed gives the same files on every machine, in about a
 second.
 
-``"ecg-ppg"`` (old = ECG, new = PPG): 10 subjects x 3 classes, 60 s, 250 Hz, one
+``"ecg-ppg"`` (old = ECG, new = PPG): 16 subjects x 3 classes x 120 s (``size="small"``:
+10 x 60 s), 250 Hz, one
 EDF per subject and class with channels ``ECG`` (mV) and ``PPG PLETH`` (arbitrary
 units with a per-subject device gain, as real monitors have).
 
@@ -18,7 +19,7 @@ stress     ~88 bpm            low; shorter pulse transit time
 exercise   ~115 bpm           very low; faster breathing, motion noise
 =========  =================  ==========================================
 
-``"eeg-ecg"`` (old = EEG, new = ECG): 10 subjects x 2 classes (rest, task), 60 s,
+``"eeg-ecg"`` (old = EEG, new = ECG): same subjects and durations x 2 classes (rest, task),
 250 Hz, 8 EEG channels (``EEG Fp1`` ... ``EEG O2``, uV) + ``ECG ECG`` (mV). Rest:
 strong posterior alpha (8-12 Hz, subject-specific peak); task: alpha suppressed,
 frontal theta and beta up, heart rate ~14 bpm higher (as in eegmat).
@@ -52,11 +53,14 @@ from .recording import Recording
 logger = logging.getLogger(__name__)
 
 KINDS = ("ecg-ppg", "eeg-ecg")
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 SFREQ = 250.0
 #: size -> (subjects, seconds per recording). ``"full"`` is what users see first; ``"small"`` keeps
 #: unit tests fast. ``$BIOXBRIDGE_DEMO_SIZE`` sets the default (the test suite sets ``small``).
-SIZES = {"full": (16, 180.0), "small": (10, 60.0)}
+#: Full was 180 s per class (324 pair windows) until 2026-12-01: the demo with KD then took
+#: 149 s on the 2-core VM; 120 s per class (216 pair windows, 6 minutes per subject) keeps the
+#: bridge at KD's accuracy and the whole demo under two minutes (README, bench/RESULTS.md).
+SIZES = {"full": (16, 120.0), "small": (10, 60.0)}
 N_SUBJECTS, DURATION_S = SIZES["small"]
 EEG_CHANNELS = ("EEG Fp1", "EEG Fp2", "EEG C3", "EEG C4", "EEG P3", "EEG P4", "EEG O1", "EEG O2")
 #: class -> (heart rate bpm, relative HRV, breathing Hz, pulse transit time factor, noise factor)
@@ -241,7 +245,7 @@ def demo_manifest(kind: str = "ecg-ppg", *, seed: int = 0, root: str | Path | No
     seed : seed of the simulation (different seeds give different subjects).
     root : base folder (default ``cache_dir("demo")``); files go to ``root/kind/seed<seed>``
         (``seed<seed>-small`` for the small size).
-    size : ``"full"`` (16 subjects x 180 s per class: 864 windows of 10 s) or ``"small"``
+    size : ``"full"`` (16 subjects x 120 s per class: 576 windows of 10 s for ECG/PPG) or ``"small"``
         (10 x 60 s: 180 windows); default ``default_size()``.
 
     The manifest leaves ``split`` empty, so ``read_manifest(path, seed=...)`` splits subjects.
