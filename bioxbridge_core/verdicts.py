@@ -202,6 +202,26 @@ def alignment_verdict(cka: float | None, null_mean: float | None, null_std: floa
                    f"(threshold {threshold:.3f}{at_n}).", nums)
 
 
+def alignment_result_verdict(alignment: Any, new_position: str | None = None,
+                             old_position: str | None = None) -> Verdict:
+    """``alignment_verdict`` for one cell of an ``AlignmentResult`` (default: its selected cell).
+
+    Reads the cell's debiased CKA, its shuffled-pairs null and the probe status (stage 1 could not
+    probe when ``probe_cv == "none"``; the first note says why). Raises ``ValueError`` for a position
+    the result does not hold.
+    """
+    news, olds = list(alignment.new_positions), list(alignment.old_positions)
+    rd = new_position or alignment.new_position
+    wr = old_position or alignment.old_position
+    i, j = news.index(rd), olds.index(wr)
+    std = np.asarray(alignment.null_cka_std)
+    unprobed = ((alignment.notes[0] if alignment.notes else "stage 1 could not probe")
+                if getattr(alignment, "probe_cv", "") == "none" else None)
+    return alignment_verdict(float(np.asarray(alignment.cka)[i, j]), float(np.asarray(alignment.null_cka)[i, j]),
+                             float(std[i, j]) if std.size else None, n_pairs=alignment.n_pairs,
+                             new_position=rd, old_position=wr, unprobed=unprobed)
+
+
 def majority_share(predictions: Sequence[int] | np.ndarray) -> float | None:
     """Share of the most common class in ``predictions`` (agreement of a constant guess); None if empty."""
     p = np.asarray(predictions)
@@ -290,15 +310,7 @@ def run_verdicts(report: Mapping[str, Any], *, alignment: Any = None,
         old = old_model_verdict(test.get("balanced_accuracy"), n_classes=n_classes, n_eval=test.get("n"),
                                 source="the held-out test subjects")
     if alignment is not None:
-        news, olds = list(alignment.new_positions), list(alignment.old_positions)
-        i, j = news.index(alignment.new_position), olds.index(alignment.old_position)
-        std = np.asarray(alignment.null_cka_std)
-        unprobed = ((alignment.notes[0] if alignment.notes else "stage 1 could not probe")
-                    if getattr(alignment, "probe_cv", "") == "none" else None)
-        align = alignment_verdict(float(np.asarray(alignment.cka)[i, j]), float(np.asarray(alignment.null_cka)[i, j]),
-                                  float(std[i, j]) if std.size else None, n_pairs=alignment.n_pairs,
-                                  new_position=alignment.new_position, old_position=alignment.old_position,
-                                  unprobed=unprobed)
+        align = alignment_result_verdict(alignment)
     else:
         align = alignment_verdict(None, None)
     b = report.get("bridge") or {}

@@ -70,3 +70,23 @@ def test_majority_share_and_levels():
     assert majority_share([0, 0, 1, 2]) == 0.5 and majority_share([]) is None
     with pytest.raises(ValueError):
         Verdict("x", "maybe", "no")
+
+
+def test_alignment_result_verdict_reads_the_chosen_or_given_cell_and_the_probe_status():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from bioxbridge_core.verdicts import alignment_result_verdict
+
+    res = SimpleNamespace(new_positions=["a", "b"], old_positions=["x", "y"], new_position="a", old_position="y",
+                          cka=np.array([[0.01, 0.60], [0.30, 0.02]]), null_cka=np.zeros((2, 2)),
+                          null_cka_std=np.full((2, 2), 0.005), n_pairs=200, notes=[], probe_cv="grouped")
+    assert alignment_result_verdict(res).level == "go"  # selected cell a -> y: 0.60
+    low = alignment_result_verdict(res, "a", "x")
+    assert low.level == "stop" and low.numbers["cka"] == pytest.approx(0.01)
+    res.probe_cv, res.notes = "none", ["the pseudo labels are all one class"]
+    v = alignment_result_verdict(res)
+    assert v.level == "stop" and "pseudo labels are all one class" in v.detail
+    with pytest.raises(ValueError):
+        alignment_result_verdict(res, "nope", "x")

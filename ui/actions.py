@@ -391,18 +391,10 @@ def old_model_verdict(report: dict | None, assessment: dict | None) -> Any:
 
 def alignment_verdict(res: Any, positions: dict | None = None) -> Any:
     """Verdict on the chosen (read, write) cell against its own shuffled-pairs null (debiased CKA)."""
-    import numpy as np
-
-    verdict = engine("verdicts", "alignment_verdict", feature="Verdicts")
-    news, olds = list(res.new_positions), list(res.old_positions)
-    rd = (positions or {}).get("read") if (positions or {}).get("read") in news else res.new_position
-    wr = (positions or {}).get("write") if (positions or {}).get("write") in olds else res.old_position
-    i, j = news.index(rd), olds.index(wr)
-    std = np.asarray(res.null_cka_std)
-    unprobed = (res.notes[0] if res.notes else "stage 1 could not probe") if res.probe_cv == "none" else None
-    return verdict(float(np.asarray(res.cka)[i, j]), float(np.asarray(res.null_cka)[i, j]),
-                   float(std[i, j]) if std.size else None, n_pairs=res.n_pairs, new_position=rd, old_position=wr,
-                   unprobed=unprobed)
+    verdict = engine("verdicts", "alignment_result_verdict", feature="Verdicts")
+    rd, wr = (positions or {}).get("read"), (positions or {}).get("write")
+    return verdict(res, rd if rd in list(res.new_positions) else None,
+                   wr if wr in list(res.old_positions) else None)
 
 
 def bridge_verdict(run: Any) -> Any:
