@@ -32,6 +32,8 @@ def held_out_panel(run) -> None:
         st.caption(f"Stopped early: the best epoch so far ({b.get('best_epoch')}) was kept and evaluated.")
     with boundary("Bridge verdict"):
         show_verdict(actions.bridge_verdict(run), compact=True)
+        if (warning := actions.confidence_warning(run)) is not None:
+            st.warning(warning, icon=":material/warning:")
 
 
 def confidence_note(run, attrs: dict) -> str:

@@ -56,6 +56,8 @@ with tab_one, boundary("Run details"):
             st.json(r.metrics)
     if r.history:
         show_verdict(actions.bridge_verdict(r), compact=True)
+        if (warning := actions.confidence_warning(r)) is not None:
+            st.warning(warning, icon=":material/warning:")
         st.plotly_chart(plots.training_figure(r.history, chance_agreement=r.bridge_metrics.get("agreement_chance"),
                                               best_epoch=r.bridge_metrics.get("best_epoch")), key="w_runs_curve")
     d1, d2 = st.columns(2)

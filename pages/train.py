@@ -109,6 +109,8 @@ def run_card(r) -> None:
                            f"{last['val_agreement']:.0%} of held-out pairs (no labels needed).")
             if not r.is_active:
                 show_verdict(verdict)
+                if (warning := actions.confidence_warning(r)) is not None:
+                    st.warning(warning, icon=":material/warning:")
 
 
 @st.fragment(run_every=1.0)

@@ -405,6 +405,18 @@ def bridge_verdict(run: Any) -> Any:
     return verdict(run.history, chance_agreement=b.get("agreement_chance"), n_val=b.get("n_val"), epochs=epochs)
 
 
+def confidence_warning(run: Any) -> str | None:
+    """A warning when the run's confidence temperature sits at its search bound (``verdicts.temperature_at_bound``):
+    the fit found no signal, so the bridge's probabilities say nothing; None otherwise."""
+    at_bound = engine("verdicts", "temperature_at_bound", feature="Verdicts")
+    cal = run.bridge_metrics.get("confidence_calibration")
+    if not at_bound(cal):
+        return None
+    return (f"The confidence temperature hit its search bound (T = {float(cal['temperature']):.3g}): fitted on "
+            f"{cal.get('n', '?')} held-out pairs it found no signal, so this bridge's confidence values carry no "
+            "information. Judge its predictions by its held-out score only.")
+
+
 def labels_verdict(settings: dict) -> Any:
     """Labelled windows per class in the train (and test) split of the active dataset."""
     verdict = engine("verdicts", "label_verdict", feature="Verdicts")

@@ -134,6 +134,27 @@ def test_runs_page_lists_a_failed_run_with_its_reason(tmp_path):
     assert not _problems(at)
 
 
+def test_runs_page_warns_when_the_confidence_temperature_hit_its_bound(tmp_path):
+    """A bridge whose confidence fit found no signal says so where its run is shown (as the CLI does)."""
+    run = tmp_path / "runs" / "20260101-000000-bridge-ef01"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"kind": "bridge", "encoders": {"old": "builtin:ecg", "new": "builtin:ppg"}}')
+    (run / "status.json").write_text('{"state": "completed", "message": "", "pid": null, '
+                                     '"updated": "2026-01-01T00:00:00", "progress": {}}')
+    (run / "history.json").write_text('[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "seconds": 1.0, '
+                                      '"val_agreement": 0.9}]')
+    (run / "metrics.json").write_text('{"bridge": {"best_epoch": 1, "agreement_chance": 0.5, "n_val": 40, '
+                                      '"confidence_calibration": {"temperature": 10000.0, "n": 40}}}')
+    at = _app(tmp_path)
+    at.switch_page("pages/runs.py").run()
+    assert not _problems(at), _problems(at)
+    assert any("search bound" in w.value and "T = 1e+04" in w.value for w in at.warning), [w.value for w in at.warning]
+    (run / "metrics.json").write_text('{"bridge": {"best_epoch": 1, "agreement_chance": 0.5, "n_val": 40, '
+                                      '"confidence_calibration": {"temperature": 1.3, "n": 40}}}')
+    at.run()
+    assert not any("search bound" in w.value for w in at.warning)
+
+
 def test_engine_never_imports_streamlit():
     code = (
         "import importlib, pkgutil, sys\n"
