@@ -8,6 +8,7 @@ run in a subprocess, prediction on an uploaded new-signal file, the run list.
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -118,13 +119,20 @@ def test_models_page_trains_head_and_shows_metrics(tmp_path, manifest):
         assert len(at.get("plotly_chart")) >= 1  # confusion matrix
 
 
-def test_runs_page_lists_a_failed_run_with_its_reason(tmp_path):
-    run = tmp_path / "runs" / "20260101-000000-bridge-abcd"
+def _run_folder(tmp_path, run_id: str, state: str, message: str = "", *, history_row: dict | None = None):
+    """A bridge run folder as the run store writes it (config, status, a one-epoch history)."""
+    run = tmp_path / "runs" / run_id
     run.mkdir(parents=True)
     (run / "config.json").write_text('{"kind": "bridge", "encoders": {"old": "builtin:ecg", "new": "builtin:ppg"}}')
-    (run / "status.json").write_text('{"state": "failed", "message": "PLETH is flat in v100s", "pid": null, '
-                                     '"updated": "2026-01-01T00:00:00", "progress": {}}')
-    (run / "history.json").write_text('[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "seconds": 1.0}]')
+    (run / "status.json").write_text(json.dumps({"state": state, "message": message, "pid": None,
+                                                 "updated": "2026-01-01T00:00:00", "progress": {}}))
+    row = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "seconds": 1.0, **(history_row or {})}
+    (run / "history.json").write_text(json.dumps([row]))
+    return run
+
+
+def test_runs_page_lists_a_failed_run_with_its_reason(tmp_path):
+    _run_folder(tmp_path, "20260101-000000-bridge-abcd", "failed", "PLETH is flat in v100s")
     at = _app(tmp_path)
     at.switch_page("pages/runs.py").run()
     assert not _problems(at), _problems(at)
@@ -136,13 +144,7 @@ def test_runs_page_lists_a_failed_run_with_its_reason(tmp_path):
 
 def test_runs_page_warns_when_the_confidence_temperature_hit_its_bound(tmp_path):
     """A bridge whose confidence fit found no signal says so where its run is shown (as the CLI does)."""
-    run = tmp_path / "runs" / "20260101-000000-bridge-ef01"
-    run.mkdir(parents=True)
-    (run / "config.json").write_text('{"kind": "bridge", "encoders": {"old": "builtin:ecg", "new": "builtin:ppg"}}')
-    (run / "status.json").write_text('{"state": "completed", "message": "", "pid": null, '
-                                     '"updated": "2026-01-01T00:00:00", "progress": {}}')
-    (run / "history.json").write_text('[{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "seconds": 1.0, '
-                                      '"val_agreement": 0.9}]')
+    run = _run_folder(tmp_path, "20260101-000000-bridge-ef01", "completed", history_row={"val_agreement": 0.9})
     (run / "metrics.json").write_text('{"bridge": {"best_epoch": 1, "agreement_chance": 0.5, "n_val": 40, '
                                       '"confidence_calibration": {"temperature": 10000.0, "n": 40}}}')
     at = _app(tmp_path)
